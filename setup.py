@@ -1,0 +1,31 @@
+"""Installs the framework's dependencies; the code runs from `src/` (EPyMARL's layout).
+
+`pip install -e .` pulls the core dependencies; extras add optional environments:
+`pip install -e .[mamujoco]`, `.[smax]`. Nothing is installed under generic top-level names
+(`utils`, `modules`): `src/main.py` puts `src/` on the path itself.
+"""
+from setuptools import setup
+
+setup(
+    name="sale-marl",
+    version="0.1.0",
+    description="EPyMARL-compatible multi-agent RL framework with the SALE-MB model-based method",
+    python_requires=">=3.10",
+    packages=[],
+    install_requires=[
+        "torch>=2.1",
+        "numpy>=1.24",
+        "setuptools<81",  # sacred imports pkg_resources
+        "sacred==0.8.7",
+        "pymongo>=4",
+        "PyYAML>=6",
+        "gymnasium>=1.0,<1.4",
+        "lbforaging>=2.0",
+        "tensorboard>=2.14",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "mongomock>=4.1"],
+        "mamujoco": ["gymnasium-robotics==1.4.2", "mujoco==3.17.0"],
+        "smax": ["jax==0.10.2", "jaxlib==0.10.2", "jaxmarl==0.2.0", "flax==0.12.8", "chex==0.1.92"],
+    },
+)

@@ -1,0 +1,80 @@
+"""Action selectors: turn agent outputs into actions, never picking an unavailable action.
+
+Each is built as ``cls(args)`` and provides
+``select_action(agent_inputs [bs, n_agents, n_actions], avail_actions (same shape), t_env,
+test_mode=False) -> LongTensor [bs, n_agents]`` and an ``epsilon`` attribute for logging.
+Randomness comes from torch's global RNG, so seeding torch makes selection reproducible.
+"""
+import torch
+from torch.distributions import Categorical
+
+from components.epsilon_schedules import DecayThenFlatSchedule
+
+
+def _masked_probs(probs, avail_actions):
+    """Zero the probability of unavailable actions; a row left with no mass becomes uniform
+    over its available actions."""
+    available = avail_actions > 0
+    masked = probs.masked_fill(~available, 0.0)
+    no_mass = masked.sum(dim=-1, keepdim=True) <= 0
+    return torch.where(no_mass, available.to(masked.dtype), masked)
+
+
+class EpsilonGreedyActionSelector:
+    """Greedy over available actions; with probability epsilon a uniformly random available one.
+
+    Epsilon follows a linear schedule from ``epsilon_start`` to ``epsilon_finish`` over
+    ``epsilon_anneal_time`` steps; test mode uses ``evaluation_epsilon`` (default 0).
+    """
+
+    def __init__(self, args):
+        self.schedule = DecayThenFlatSchedule(args.epsilon_start, args.epsilon_finish,
+                                              args.epsilon_anneal_time, decay="linear")
+        self.evaluation_epsilon = getattr(args, "evaluation_epsilon", 0.0)
+        self.epsilon = self.schedule.eval(0)
+
+    def select_action(self, agent_inputs, avail_actions, t_env, test_mode=False):
+        self.epsilon = self.schedule.eval(t_env)
+        epsilon = self.evaluation_epsilon if test_mode else self.epsilon
+
+        available = avail_actions > 0
+        greedy = agent_inputs.masked_fill(~available, -float("inf")).argmax(dim=-1)
+        random = Categorical(probs=available.float()).sample()
+        explore = torch.rand(greedy.shape, device=greedy.device) < epsilon
+        return torch.where(explore, random, greedy)
+
+
+class MultinomialActionSelector:
+    """Sample from the given action probabilities restricted to available actions.
+
+    In test mode with ``test_greedy`` (default True) it takes the most probable available
+    action. It does no epsilon exploration, so ``epsilon`` is 0.
+    """
+
+    def __init__(self, args):
+        self.test_greedy = getattr(args, "test_greedy", True)
+        self.epsilon = 0.0
+
+    def select_action(self, agent_inputs, avail_actions, t_env, test_mode=False):
+        probs = _masked_probs(agent_inputs, avail_actions)
+        if test_mode and self.test_greedy:
+            return probs.argmax(dim=-1)
+        return Categorical(probs=probs).sample()
+
+
+class SoftPoliciesSelector:
+    """Always sample from the given action probabilities restricted to available actions
+    (also in test mode). It does no epsilon exploration, so ``epsilon`` is 0."""
+
+    def __init__(self, args):
+        self.epsilon = 0.0
+
+    def select_action(self, agent_inputs, avail_actions, t_env, test_mode=False):
+        return Categorical(probs=_masked_probs(agent_inputs, avail_actions)).sample()
+
+
+REGISTRY = {
+    "epsilon_greedy": EpsilonGreedyActionSelector,
+    "multinomial": MultinomialActionSelector,
+    "soft_policies": SoftPoliciesSelector,
+}

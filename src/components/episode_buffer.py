@@ -1,0 +1,281 @@
+"""EpisodeBatch, the padded batch of episodes every runner writes and every learner reads, and
+ReplayBuffer, a ring buffer of episodes built on it.
+
+Fields live in ``data.transition_data`` as ``[batch, time, (group,) *vshape]`` tensors and, for
+``episode_const`` fields, in ``data.episode_data`` as ``[batch, (group,) *vshape]``. The
+``filled`` field (1 where a timestep holds data) is added to every scheme; it is the padding mask.
+"""
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+FILLED = "filled"
+
+
+def _as_shape(vshape):
+    return (vshape,) if isinstance(vshape, int) else tuple(vshape)
+
+
+def _without_ones(shape):
+    return [size for size in shape if size != 1]
+
+
+class EpisodeBatch:
+    """A batch of ``batch_size`` episodes padded to ``max_seq_length`` timesteps.
+
+    ``scheme`` maps a field to ``{"vshape", "group" (optional), "dtype" (default float32),
+    "episode_const" (optional)}``; ``groups`` maps a group name to its size (``{"agents": n}``);
+    ``preprocess`` maps a source field to ``(new_field, [transforms])``, and the new field is
+    recomputed whenever the source field is written. ``data`` (internal) wraps existing tensors
+    without allocating; ``scheme`` must then already hold the derived and ``filled`` fields.
+    """
+
+    def __init__(self, scheme, groups, batch_size, max_seq_length, data=None, preprocess=None,
+                 device="cpu"):
+        self.scheme = {field: dict(info) for field, info in scheme.items()}
+        self.groups = groups
+        self.batch_size = batch_size
+        self.max_seq_length = max_seq_length
+        self.preprocess = {} if preprocess is None else preprocess
+        self.device = device
+        if data is None:
+            self._add_derived_fields()
+            self.data = SimpleNamespace(transition_data={}, episode_data={})
+            self._allocate()
+        else:
+            self.data = data
+
+    def _add_derived_fields(self):
+        if FILLED in self.scheme:
+            raise ValueError(f"'{FILLED}' is a reserved field name")
+        for source, (new_field, transforms) in self.preprocess.items():
+            vshape, dtype = self.scheme[source]["vshape"], self.scheme[source].get("dtype", torch.float32)
+            for transform in transforms:
+                vshape, dtype = transform.infer_output_info(vshape, dtype)
+            info = {"vshape": vshape, "dtype": dtype}
+            for key in ("group", "episode_const"):
+                if key in self.scheme[source]:
+                    info[key] = self.scheme[source][key]
+            self.scheme[new_field] = info
+        self.scheme[FILLED] = {"vshape": (1,), "dtype": torch.long}
+
+    def _allocate(self):
+        for field, info in self.scheme.items():
+            shape = _as_shape(info["vshape"])
+            if "group" in info:
+                shape = (self.groups[info["group"]],) + shape
+            dtype = info.get("dtype", torch.float32)
+            if info.get("episode_const", False):
+                store, leading = self.data.episode_data, (self.batch_size,)
+            else:
+                store, leading = self.data.transition_data, (self.batch_size, self.max_seq_length)
+            store[field] = torch.zeros(leading + shape, dtype=dtype, device=self.device)
+
+    # ------------------------------------------------------------------ writing
+
+    def update(self, data, bs=slice(None), ts=slice(None), mark_filled=True):
+        """Write ``{field: value}`` into episodes ``bs`` at timesteps ``ts``.
+
+        ``bs``: int, slice, list or LongTensor of episodes; ``ts``: int or slice. Values may be
+        lists, numpy arrays or tensors; sizes of 1 may be missing or extra (a runner writes one
+        env's per-agent list into ``[1, 1, n_agents, d]``), otherwise torch broadcasting applies.
+        With ``mark_filled``, the slots of the first transition field written get ``filled = 1``.
+        Episode-constant fields ignore ``ts``.
+        """
+        bs = self._index(bs, self.batch_size)
+        ts = self._index(ts, self.max_seq_length)
+        if isinstance(ts, torch.Tensor):
+            raise TypeError("update takes an int or a slice of timesteps")
+        for field, value in data.items():
+            if field in self.data.transition_data:
+                store, index = self.data.transition_data, (bs, ts)
+                if mark_filled:
+                    store[FILLED][index] = 1
+                    mark_filled = False
+            elif field in self.data.episode_data:
+                store, index = self.data.episode_data, (bs,)
+            else:
+                raise KeyError(f"{field!r} is not a field of this batch")
+            self._write(store[field], index, value)
+            if field in self.preprocess:
+                new_field, transforms = self.preprocess[field]
+                derived = store[field][index]
+                for transform in transforms:
+                    derived = transform.transform(derived)
+                self._write(store[new_field], index, derived)
+
+    @staticmethod
+    def _write(target, index, value):
+        """Copy ``value`` into ``target[index]``, converting dtype and device on the way."""
+        if not isinstance(value, torch.Tensor):
+            value = torch.as_tensor(np.ascontiguousarray(value))
+        dest = target[index]
+        if dest.numel() == 0:
+            return
+        # copy_ broadcasts a value matching dest's trailing dims; otherwise drop/add sizes of 1.
+        trailing = dest.shape[dest.dim() - value.dim():] if value.dim() <= dest.dim() else None
+        if value.shape != trailing and _without_ones(value.shape) == _without_ones(dest.shape):
+            value = value.reshape(dest.shape)
+        if all(isinstance(part, slice) for part in index):
+            dest.copy_(value)
+        else:
+            target[index] = value.to(device=target.device, dtype=target.dtype)
+
+    def _index(self, index, size):
+        """Turn an episode/timestep index into a slice or a LongTensor; an int keeps its dim."""
+        if isinstance(index, (int, np.integer)):
+            position = int(index) + size if index < 0 else int(index)
+            if not 0 <= position < size:
+                raise IndexError(f"index {index} is out of range for size {size}")
+            return slice(position, position + 1)
+        if isinstance(index, slice):
+            return index
+        return torch.as_tensor(np.asarray(index) if isinstance(index, list) else index,
+                               dtype=torch.long, device=self.device)
+
+    # ------------------------------------------------------------------ reading
+
+    def __getitem__(self, item):
+        """``batch["obs"]`` is the tensor; ``batch[("obs", "state")]`` a batch sharing those fields
+        (and ``filled``); ``batch[bs]`` or ``batch[bs, ts]`` a batch of those episodes and
+        timesteps (views for ints and slices, copies for lists and tensors)."""
+        if isinstance(item, str):
+            if item in self.data.transition_data:
+                return self.data.transition_data[item]
+            if item in self.data.episode_data:
+                return self.data.episode_data[item]
+            raise KeyError(f"{item!r} is not a field of this batch")
+        if isinstance(item, tuple) and all(isinstance(field, str) for field in item):
+            return self._select_fields(item)
+
+        bs, ts = item if isinstance(item, tuple) else (item, slice(None))
+        bs = self._index(bs, self.batch_size)
+        ts = self._index(ts, self.max_seq_length)
+        data = SimpleNamespace(
+            transition_data={f: v[bs][:, ts] for f, v in self.data.transition_data.items()},
+            episode_data={f: v[bs] for f, v in self.data.episode_data.items()},
+        )
+        filled = data.transition_data[FILLED]
+        return EpisodeBatch(self.scheme, self.groups, filled.shape[0], filled.shape[1], data=data,
+                            preprocess=self.preprocess, device=self.device)
+
+    def _select_fields(self, fields):
+        data = SimpleNamespace(transition_data={}, episode_data={})
+        for field in dict.fromkeys(fields + (FILLED,)):
+            if field in self.data.transition_data:
+                data.transition_data[field] = self.data.transition_data[field]
+            elif field in self.data.episode_data:
+                data.episode_data[field] = self.data.episode_data[field]
+            else:
+                raise KeyError(f"{field!r} is not a field of this batch")
+        scheme = {field: self.scheme[field] for field in data.transition_data}
+        scheme.update({field: self.scheme[field] for field in data.episode_data})
+        groups = {info["group"]: self.groups[info["group"]] for info in scheme.values()
+                  if "group" in info}
+        preprocess = {src: spec for src, spec in self.preprocess.items()
+                      if src in scheme and spec[0] in scheme}
+        return EpisodeBatch(scheme, groups, self.batch_size, self.max_seq_length, data=data,
+                            preprocess=preprocess, device=self.device)
+
+    def max_t_filled(self):
+        """The largest number of filled timesteps of any episode (an int)."""
+        return int(self.data.transition_data[FILLED].sum(dim=1).max())
+
+    def to(self, device):
+        """Move every tensor to ``device`` in place; returns self."""
+        for store in (self.data.transition_data, self.data.episode_data):
+            for field, value in store.items():
+                store[field] = value.to(device)
+        self.device = device
+        return self
+
+    def __repr__(self):
+        return (f"EpisodeBatch(batch_size={self.batch_size}, max_seq_length={self.max_seq_length}, "
+                f"fields={list(self.scheme)}, groups={self.groups}, device={self.device})")
+
+
+class ReplayBuffer(EpisodeBatch):
+    """A ring buffer of ``buffer_size`` episodes; the oldest are overwritten first."""
+
+    def __init__(self, scheme, groups, buffer_size, max_seq_length, preprocess=None, device="cpu"):
+        super().__init__(scheme, groups, buffer_size, max_seq_length, preprocess=preprocess,
+                         device=device)
+        self.buffer_size = buffer_size
+        self.buffer_index = 0
+        self.episodes_in_buffer = 0
+
+    def insert_episode_batch(self, ep_batch):
+        """Copy every episode of ``ep_batch`` in, wrapping around the end of the buffer."""
+        start = 0
+        while start < ep_batch.batch_size:
+            count = min(ep_batch.batch_size - start, self.buffer_size - self.buffer_index)
+            self._copy_in(ep_batch[start:start + count], self.buffer_index)
+            start += count
+            self.buffer_index = (self.buffer_index + count) % self.buffer_size
+            self.episodes_in_buffer = min(self.episodes_in_buffer + count, self.buffer_size)
+
+    def _copy_in(self, ep_batch, slot):
+        slots = slice(slot, slot + ep_batch.batch_size)
+        length = ep_batch.max_seq_length
+        for field, target in self.data.transition_data.items():
+            if length < self.max_seq_length:
+                target[slots, length:] = 0
+            target[slots, :length] = ep_batch.data.transition_data[field]
+        for field, target in self.data.episode_data.items():
+            target[slots] = ep_batch.data.episode_data[field]
+
+    def can_sample(self, batch_size):
+        return self.episodes_in_buffer >= batch_size
+
+    def sample(self, batch_size):
+        """``batch_size`` distinct stored episodes, chosen uniformly with torch's global RNG."""
+        if not self.can_sample(batch_size):
+            raise ValueError(f"cannot sample {batch_size} of {self.episodes_in_buffer} episodes")
+        return self[torch.randperm(self.episodes_in_buffer)[:batch_size]]
+
+    def uni_sample(self, batch_size):
+        """Uniform sample without replacement (EPyMARL's name for ``sample``)."""
+        return self.sample(batch_size)
+
+    def sample_latest(self, batch_size):
+        """The ``batch_size`` most recently inserted episodes, oldest first."""
+        if not self.can_sample(batch_size):
+            raise ValueError(f"cannot sample {batch_size} of {self.episodes_in_buffer} episodes")
+        offsets = torch.arange(self.buffer_index - batch_size, self.buffer_index)
+        return self[offsets % self.buffer_size]
+
+    def state_dict(self):
+        """The stored episodes (CPU copies) and ring indices; empty slots are not saved."""
+        stored = self.episodes_in_buffer
+
+        def copy(store):
+            return {field: value[:stored].to("cpu", copy=True) for field, value in store.items()}
+
+        return {"buffer_size": self.buffer_size, "buffer_index": self.buffer_index,
+                "episodes_in_buffer": stored,
+                "transition_data": copy(self.data.transition_data),
+                "episode_data": copy(self.data.episode_data)}
+
+    def load_state_dict(self, state):
+        if state["buffer_size"] != self.buffer_size:
+            raise ValueError(f"saved buffer holds {state['buffer_size']} episodes, "
+                             f"this one {self.buffer_size}")
+        stored = state["episodes_in_buffer"]
+        for name in ("transition_data", "episode_data"):
+            store, saved = getattr(self.data, name), state[name]
+            if set(saved) != set(store):
+                raise ValueError(f"saved {name} fields {sorted(saved)} differ from {sorted(store)}")
+            for field, target in store.items():
+                if saved[field].shape[1:] != target.shape[1:]:
+                    raise ValueError(f"saved field {field!r} has shape {tuple(saved[field].shape)}, "
+                                     f"expected [*, {', '.join(map(str, target.shape[1:]))}]")
+                target.zero_()
+                target[:stored] = saved[field]
+        self.buffer_index = state["buffer_index"]
+        self.episodes_in_buffer = stored
+
+    def __repr__(self):
+        return (f"ReplayBuffer({self.episodes_in_buffer}/{self.buffer_size} episodes, "
+                f"max_seq_length={self.max_seq_length}, fields={list(self.scheme)}, "
+                f"groups={self.groups}, device={self.device})")

@@ -1,0 +1,145 @@
+"""The multi-agent controller (MAC): builds each agent's inputs from an EpisodeBatch, runs the
+agent network for all agents at once and picks actions with the action selector.
+
+Agent inputs are EPyMARL's: the observation, then (``obs_last_action``) the agent's previous
+action one-hot (zeros at t=0), then (``obs_agent_id``) the agent's id one-hot. Rows are
+agent-major within each episode: [B * n_agents, input_shape].
+"""
+import math
+import os
+
+import torch
+
+from components.action_selectors import REGISTRY as action_REGISTRY
+from modules.agents import REGISTRY as agent_REGISTRY
+
+
+def _size(vshape):
+    return vshape if isinstance(vshape, int) else math.prod(vshape)
+
+
+class BasicMAC:
+    """One agent network whose parameters all agents share (told apart by the id input)."""
+
+    def __init__(self, scheme, groups, args):
+        self.args = args
+        self.n_agents = args.n_agents
+        self.agent_output_type = args.agent_output_type
+        self.mask_before_softmax = getattr(args, "mask_before_softmax", True)
+        self.agent = agent_REGISTRY[args.agent](self._get_input_shape(scheme), args)
+        self.action_selector = action_REGISTRY[args.action_selector](args)
+        self.hidden_states = None
+        self._agent_ids = torch.eye(self.n_agents)
+
+    # --- acting and one-step forward -------------------------------------------------------------
+    def select_actions(self, ep_batch, t_ep, t_env, bs=slice(None), test_mode=False):
+        """Actions [len(bs), n_agents] for the episodes ``bs`` at step ``t_ep``. The agents step
+        for every episode of the batch (their hidden states stay aligned with it)."""
+        with torch.no_grad():
+            agent_outputs = self.forward(ep_batch, t_ep, test_mode=test_mode)
+            avail_actions = ep_batch["avail_actions"][:, t_ep]
+            return self.action_selector.select_action(agent_outputs[bs], avail_actions[bs], t_env,
+                                                      test_mode=test_mode)
+
+    def forward(self, ep_batch, t, test_mode=False):
+        """Agent outputs [B, n_agents, n_actions] at step t, advancing ``hidden_states``."""
+        inputs = self._build_inputs(ep_batch, t)
+        agent_outs, self.hidden_states = self.agent(inputs, self.hidden_states)
+        agent_outs = agent_outs.view(ep_batch.batch_size, self.n_agents, -1)
+        return self._to_policy(agent_outs, ep_batch, t)
+
+    def init_hidden(self, batch_size):
+        """Fresh hidden states [batch_size, n_agents, H]; [batch_size * n_agents, H] after a forward."""
+        self.hidden_states = self._initial_hidden(batch_size)
+
+    # --- whole episodes (learners) ---------------------------------------------------------------
+    def forward_all(self, ep_batch, test_mode=False):
+        """Agent outputs [B, T, n_agents, n_actions] for every step of ``ep_batch``, starting from
+        fresh hidden states; equal to ``init_hidden`` then ``forward(ep_batch, t)`` for each t.
+        ``hidden_states`` is left untouched."""
+        batch_size, steps = ep_batch.batch_size, ep_batch.max_seq_length
+        inputs = self._build_sequence_inputs(ep_batch)  # [B, T, n, in]
+        hidden = self._initial_hidden(batch_size).reshape(batch_size * self.n_agents, -1)
+        if hasattr(self.agent, "forward_sequence"):
+            per_agent = inputs.transpose(1, 2).reshape(batch_size * self.n_agents, steps, -1)
+            agent_outs, _ = self.agent.forward_sequence(per_agent, hidden)
+            agent_outs = agent_outs.view(batch_size, self.n_agents, steps, -1).transpose(1, 2)
+        else:
+            outs = []
+            for t in range(steps):
+                out, hidden = self.agent(inputs[:, t].reshape(batch_size * self.n_agents, -1), hidden)
+                outs.append(out.view(batch_size, self.n_agents, -1))
+            agent_outs = torch.stack(outs, dim=1)
+        return self._to_policy(agent_outs, ep_batch, slice(None))
+
+    # --- parameters and persistence --------------------------------------------------------------
+    def parameters(self):
+        return self.agent.parameters()
+
+    def state_dict(self):
+        return self.agent.state_dict()
+
+    def load_state_dict(self, state_dict):
+        self.agent.load_state_dict(state_dict)
+
+    def load_state(self, other_mac):
+        self.agent.load_state_dict(other_mac.agent.state_dict())
+
+    def to(self, device):
+        self.agent.to(device)
+        self._agent_ids = self._agent_ids.to(device)
+        return self
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def save_models(self, path):
+        torch.save(self.agent.state_dict(), os.path.join(path, "agent.th"))
+
+    def load_models(self, path):
+        self.agent.load_state_dict(torch.load(os.path.join(path, "agent.th"), map_location="cpu"))
+
+    # --- inputs ----------------------------------------------------------------------------------
+    def _get_input_shape(self, scheme):
+        input_shape = _size(scheme["obs"]["vshape"])
+        if self.args.obs_last_action:
+            onehot = scheme.get("actions_onehot")  # the buffer's scheme holds the derived field
+            input_shape += self.args.n_actions if onehot is None else _size(onehot["vshape"])
+        if self.args.obs_agent_id:
+            input_shape += self.n_agents
+        return input_shape
+
+    def _build_inputs(self, batch, t):
+        """[B * n_agents, input_shape] inputs at step t."""
+        obs = batch["obs"][:, t]
+        parts = [obs.reshape(*obs.shape[:2], -1)]
+        if self.args.obs_last_action:
+            actions = batch["actions_onehot"]
+            parts.append(actions[:, t - 1] if t > 0 else torch.zeros_like(actions[:, 0]))
+        if self.args.obs_agent_id:
+            parts.append(self._agent_ids.to(obs.device).expand(obs.shape[0], -1, -1))
+        inputs = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        return inputs.reshape(obs.shape[0] * self.n_agents, -1)
+
+    def _build_sequence_inputs(self, batch):
+        """[B, T, n_agents, input_shape] inputs for every step."""
+        obs = batch["obs"]
+        parts = [obs.reshape(*obs.shape[:3], -1)]
+        if self.args.obs_last_action:
+            actions = batch["actions_onehot"]
+            parts.append(torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], dim=1))
+        if self.args.obs_agent_id:
+            parts.append(self._agent_ids.to(obs.device).expand(*obs.shape[:2], -1, -1))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def _initial_hidden(self, batch_size):
+        return self.agent.init_hidden().unsqueeze(0).expand(batch_size, self.n_agents, -1)
+
+    def _to_policy(self, agent_outs, batch, t):
+        """Policy logits -> probabilities (unavailable actions masked first); Q-values pass."""
+        if self.agent_output_type != "pi_logits":
+            return agent_outs
+        if self.mask_before_softmax:
+            unavailable = batch["avail_actions"][:, t] == 0
+            agent_outs = agent_outs.masked_fill(unavailable, -1e10)
+        return torch.softmax(agent_outs, dim=-1)

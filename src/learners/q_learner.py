@@ -1,0 +1,193 @@
+"""Value-decomposition Q-learning: IQL (no mixer), VDN and QMIX.
+
+Each agent's Q-network is trained on 1-step (double) Q-learning targets; with a mixer the
+agents' chosen Q-values are first mixed into Q_tot(s, u) and the TD error is taken on the joint
+value: loss = mean over valid steps of (Q_tot(s_t, u_t) - (r_t + gamma (1 - d_t) Q'_tot(s_{t+1},
+u'_{t+1})))^2, where u' is the greedy action of the live network (double Q) or of the target one.
+"""
+import copy
+import os
+
+import torch
+
+from components.standarize_stream import RunningMeanStd
+from modules.mixers import REGISTRY as mixer_REGISTRY
+from utils.rl_utils import build_td_targets, update_targets
+
+UNAVAILABLE_Q = -1e7  # finite, so padded steps (no action available) give no inf * 0 = nan
+
+
+class QLearner:
+    def __init__(self, mac, scheme, logger, args):
+        self.args = args
+        self.mac = mac
+        self.logger = logger
+        self.n_agents = args.n_agents
+        self.common_reward = getattr(args, "common_reward", True)
+
+        self.mixer = None
+        self.params = list(mac.parameters())
+        if args.mixer is not None:
+            if not self.common_reward:
+                raise ValueError(f"mixer {args.mixer!r} mixes agents into one team value and needs "
+                                 "a common reward: set common_reward=True, or mixer=None for IQL "
+                                 "with one reward per agent")
+            if args.mixer not in mixer_REGISTRY:
+                raise ValueError(f"unknown mixer {args.mixer!r}; known: {sorted(mixer_REGISTRY)}")
+            self.mixer = mixer_REGISTRY[args.mixer](args)
+            self.params += list(self.mixer.parameters())
+        self.optimiser = torch.optim.Adam(self.params, lr=args.lr)
+
+        self.target_mac = copy.deepcopy(mac)
+        self.target_mixer = copy.deepcopy(self.mixer)
+
+        self.training_steps = 0
+        self.last_target_update_step = 0
+        self.log_stats_t = -args.learner_log_interval - 1
+
+        reward_shape = (1,) if self.common_reward else (self.n_agents,)
+        device = getattr(args, "device", "cpu")
+        self.rew_ms = RunningMeanStd(shape=reward_shape, device=device)
+        self.ret_ms = RunningMeanStd(shape=reward_shape, device=device)
+
+    def train(self, batch, t_env, episode_num):
+        max_t = batch.max_t_filled()
+        if max_t < batch.max_seq_length:
+            batch = batch[:, :max_t]
+        rewards = batch["reward"][:, :-1]
+        actions = batch["actions"][:, :-1]
+        terminated = batch["terminated"][:, :-1].float()
+        mask = batch["filled"][:, :-1].float()
+        mask[:, 1:] = mask[:, 1:] * (1 - terminated[:, :-1])
+        avail_actions = batch["avail_actions"]
+
+        if self.args.standardise_rewards:
+            self.rew_ms.update(rewards[mask.squeeze(-1) > 0])
+            rewards = (rewards - self.rew_ms.mean) / torch.sqrt(self.rew_ms.var)
+
+        # --- Q-values of the actions taken, and greedy targets ----------------------------------
+        agent_qs = self.mac.forward_all(batch)  # [B, T+1, n, A]
+        chosen_qs = torch.gather(agent_qs[:, :-1], dim=3, index=actions).squeeze(3)
+
+        with torch.no_grad():
+            unavailable = avail_actions[:, 1:] == 0
+            target_agent_qs = self.target_mac.forward_all(batch)[:, 1:]
+            target_agent_qs = target_agent_qs.masked_fill(unavailable, UNAVAILABLE_Q)
+            if self.args.double_q:
+                live_qs = agent_qs[:, 1:].masked_fill(unavailable, UNAVAILABLE_Q)
+                greedy = live_qs.argmax(dim=3, keepdim=True)
+                target_max_qs = torch.gather(target_agent_qs, 3, greedy).squeeze(3)
+            else:
+                target_max_qs = target_agent_qs.max(dim=3)[0]
+
+            if self.mixer is not None:
+                target_max_qs = self.target_mixer(target_max_qs, batch["state"][:, 1:])
+            if self.args.standardise_returns:
+                target_max_qs = target_max_qs * torch.sqrt(self.ret_ms.var) + self.ret_ms.mean
+            targets = build_td_targets(rewards, terminated, target_max_qs, self.args.gamma)
+            if self.args.standardise_returns:
+                self.ret_ms.update(targets[mask.squeeze(-1) > 0])
+                targets = (targets - self.ret_ms.mean) / torch.sqrt(self.ret_ms.var)
+
+        if self.mixer is not None:
+            chosen_qs = self.mixer(chosen_qs, batch["state"][:, :-1])
+
+        # --- masked TD loss and one optimiser step ----------------------------------------------
+        mask = mask.expand_as(chosen_qs)
+        masked_td_error = (chosen_qs - targets) * mask
+        valid = mask.sum()
+        loss = masked_td_error.pow(2).sum() / valid
+
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.args.grad_norm_clip)
+        self.optimiser.step()
+
+        self.training_steps += 1
+        self.last_target_update_step = update_targets(
+            self._target_pairs(), self.args.target_update_interval_or_tau,
+            self.training_steps, self.last_target_update_step)
+
+        if t_env - self.log_stats_t >= self.args.learner_log_interval:
+            # EPyMARL's definitions (q_taken_mean and target_mean divide by n_agents even for a
+            # mixed Q_tot), so curves compare with its runs.
+            valid = valid.item()
+            self.logger.log_stat("loss", loss.item(), t_env)
+            self.logger.log_stat("grad_norm", grad_norm.item(), t_env)
+            self.logger.log_stat("td_error_abs", masked_td_error.abs().sum().item() / valid, t_env)
+            self.logger.log_stat("q_taken_mean",
+                                 (chosen_qs * mask).sum().item() / (valid * self.n_agents), t_env)
+            self.logger.log_stat("target_mean",
+                                 (targets * mask).sum().item() / (valid * self.n_agents), t_env)
+            self.log_stats_t = t_env
+
+    def _target_pairs(self):
+        pairs = [(self.target_mac, self.mac)]
+        if self.mixer is not None:
+            pairs.append((self.target_mixer, self.mixer))
+        return pairs
+
+    def cuda(self):
+        self.to("cuda")
+
+    def to(self, device):
+        for target, live in self._target_pairs():
+            target.to(device)
+            live.to(device)
+        for stats in (self.rew_ms, self.ret_ms):
+            stats.load_state_dict(stats.state_dict())  # noqa
+        return self
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def save_models(self, path):
+        """EPyMARL's files (agent.th, mixer.th, opt.th) plus the target networks and counters
+        (target_agent.th, target_mixer.th, learner_state.th) for an exact resume."""
+        self.mac.save_models(path)
+        torch.save(self.optimiser.state_dict(), os.path.join(path, "opt.th"))
+        torch.save(self.target_mac.state_dict(), os.path.join(path, "target_agent.th"))
+        if self.mixer is not None:
+            torch.save(self.mixer.state_dict(), os.path.join(path, "mixer.th"))
+            torch.save(self.target_mixer.state_dict(), os.path.join(path, "target_mixer.th"))
+        torch.save(self._learner_state(), os.path.join(path, "learner_state.th"))
+
+    def load_models(self, path):
+        """Load a checkpoint; files a plain EPyMARL checkpoint lacks are optional (targets then
+        copy the live networks, counters keep their values)."""
+        self.mac.load_models(path)
+        if self.mixer is not None:
+            self.mixer.load_state_dict(_load(path, "mixer.th"))
+        self.optimiser.load_state_dict(_load(path, "opt.th"))
+
+        target_agent = _load(path, "target_agent.th", required=False)
+        if target_agent is None:
+            self.target_mac.load_state(self.mac)
+        else:
+            self.target_mac.load_state_dict(target_agent)
+        if self.mixer is not None:
+            target_mixer = _load(path, "target_mixer.th", required=False)
+            self.target_mixer.load_state_dict(self.mixer.state_dict() if target_mixer is None
+                                              else target_mixer)
+        state = _load(path, "learner_state.th", required=False)
+        if state is not None:
+            self._load_learner_state(state)
+
+    def _learner_state(self):
+        return {"training_steps": self.training_steps,
+                "last_target_update_step": self.last_target_update_step,
+                "log_stats_t": self.log_stats_t,
+                "rew_ms": self.rew_ms.state_dict(),
+                "ret_ms": self.ret_ms.state_dict()}
+
+    def _load_learner_state(self, state):
+        self.training_steps = state["training_steps"]
+        self.last_target_update_step = state["last_target_update_step"]
+        self.log_stats_t = state["log_stats_t"]
+        self.rew_ms.load_state_dict(state["rew_ms"])
+        self.ret_ms.load_state_dict(state["ret_ms"])
+
+
+def _load(path, name, required=True):
+    file = os.path.join(path, name)
+    if not required and not os.path.exists(file):
+        return None
+    return torch.load(file, map_location="cpu")

@@ -1,0 +1,68 @@
+"""Entry point: `python src/main.py --config=<alg> --env-config=<env> [with key=value ...]`.
+
+The config is merged and validated before anything starts (see utils/config.py), then the run is
+handed to Sacred, which records it under results/sacred/<alg>/<env>/<id>/ (and in MongoDB when
+`mongo_url` is set).
+"""
+import os
+import sys
+
+SRC_DIR = os.path.dirname(os.path.abspath(__file__))
+if SRC_DIR not in sys.path:
+    sys.path.insert(0, SRC_DIR)
+
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
+from sacred import Experiment, SETTINGS  # noqa: E402
+from sacred.observers import FileStorageObserver  # noqa: E402
+from sacred.utils import apply_backspaces_and_linefeeds  # noqa: E402
+
+from run import run  # noqa: E402
+from utils.checkpoint import CheckpointError  # noqa: E402
+from utils.config import ConfigError, build_config, parse_command_line  # noqa: E402
+from utils.experiment import env_label, mongo_observer, preflight_checkpoint, results_dir  # noqa: E402
+from utils.logging import get_console_logger  # noqa: E402
+
+SETTINGS.CAPTURE_MODE = "sys"
+
+
+def make_experiment(config):
+    """A Sacred experiment whose main function is `run.run`, with its observers attached."""
+    log = get_console_logger()
+    experiment = Experiment("sale_marl", save_git_info=False)
+    experiment.logger = log
+    experiment.captured_out_filter = apply_backspaces_and_linefeeds
+    experiment.add_config(config)
+    sacred_dir = os.path.join(results_dir(config), "sacred", config["name"], env_label(config))
+    experiment.observers.append(FileStorageObserver(sacred_dir))
+    if config["mongo_url"]:
+        observer = mongo_observer(config, log)
+        if observer is not None:
+            experiment.observers.append(observer)
+
+    @experiment.main
+    def sacred_main(_run, _config, _log):
+        run(_run, _config, _log)
+
+    return experiment
+
+
+def main(argv=None):
+    """Run one experiment; returns the process exit code (2 for a config or checkpoint error)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        alg_name, env_name, overrides = parse_command_line(argv)
+        config = build_config(alg_name, env_name, overrides)
+        preflight_checkpoint(config)
+    except (ConfigError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    experiment = make_experiment(config)
+    sacred_run = experiment.run()
+    return 0 if sacred_run.status == "COMPLETED" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

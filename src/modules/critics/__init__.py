@@ -1,0 +1,2 @@
+"""Critics for actor-critic learners, picked by the config key ``critic_type``."""
+REGISTRY = {}

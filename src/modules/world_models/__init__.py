@@ -1,0 +1,2 @@
+"""World models for model-based learners, picked by name from ``REGISTRY``."""
+REGISTRY = {}

@@ -1,0 +1,119 @@
+"""Atomic, verifiable checkpoint folders.
+
+A checkpoint is the folder `<models dir>/<t_env>/`. It is written into a temporary sibling,
+each file is listed with its size and SHA-256 in `manifest.json`, files are flushed to disk, and
+the folder is renamed into place, so a crash leaves either the whole checkpoint or none of it.
+Loading checks the manifest and names the file that is missing or damaged. Folders without a
+manifest (EPyMARL's own checkpoints) load as models only.
+"""
+import hashlib
+import json
+import os
+import shutil
+
+import torch
+
+MANIFEST = "manifest.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or unreadable; the message names what and where."""
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_checkpoint(directory, write_files):
+    """Call `write_files(tmp_dir)`, then publish `tmp_dir` atomically as `directory`."""
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    tmp = f"{directory}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    write_files(tmp)
+    manifest = {}
+    for name in sorted(os.listdir(tmp)):
+        path = os.path.join(tmp, name)
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+        manifest[name] = {"bytes": os.path.getsize(path), "sha256": _sha256(path)}
+    with open(os.path.join(tmp, MANIFEST), "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    if os.path.exists(directory):
+        old = f"{directory}.old-{os.getpid()}"
+        os.rename(directory, old)
+        os.rename(tmp, directory)
+        shutil.rmtree(old)
+    else:
+        os.rename(tmp, directory)
+    _fsync_dir(parent)
+
+
+def verify_checkpoint(directory):
+    """Raise CheckpointError unless every file in the manifest is present and intact."""
+    manifest_path = os.path.join(directory, MANIFEST)
+    if not os.path.isfile(manifest_path):
+        return False
+    try:
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"Checkpoint {directory}: {MANIFEST} is unreadable ({err}).") from None
+    for name, entry in manifest.items():
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            raise CheckpointError(f"Checkpoint {directory} is incomplete: {name} is missing.")
+        if os.path.getsize(path) != entry["bytes"] or _sha256(path) != entry["sha256"]:
+            raise CheckpointError(
+                f"Checkpoint {directory} is damaged: {name} does not match its recorded size/hash. "
+                f"Load an earlier step with load_step=<t_env>.")
+    return True
+
+
+def checkpoint_steps(models_dir):
+    """The t_env of every checkpoint folder in `models_dir`, ascending (temporary folders skipped)."""
+    if not os.path.isdir(models_dir):
+        raise CheckpointError(f"checkpoint_path {models_dir} does not exist or is not a folder.")
+    steps = sorted(int(name) for name in os.listdir(models_dir)
+                   if name.isdigit() and os.path.isdir(os.path.join(models_dir, name)))
+    if not steps:
+        raise CheckpointError(
+            f"checkpoint_path {models_dir} holds no checkpoint folders (named by their t_env). "
+            f"Point it at a run's models folder, e.g. results/models/<token>.")
+    return steps
+
+
+def choose_step(models_dir, load_step):
+    """The checkpoint to load: the newest for load_step=0, else the one closest to load_step."""
+    steps = checkpoint_steps(models_dir)
+    if load_step == 0:
+        return steps[-1]
+    return min(steps, key=lambda step: abs(step - load_step))
+
+
+def load_torch(directory, name, required=True, map_location="cpu"):
+    """torch.load one file of a checkpoint with an error that names it."""
+    path = os.path.join(directory, name)
+    if not os.path.isfile(path):
+        if required:
+            raise CheckpointError(f"Checkpoint {directory} has no {name}.")
+        return None
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # torch raises many types for damaged files
+        raise CheckpointError(f"Checkpoint file {path} is unreadable ({type(err).__name__}: {err}).") from None

@@ -1,0 +1,57 @@
+"""Results paths, checkpoint pre-flight checks and the optional MongoDB observer."""
+import os
+import re
+
+from utils.checkpoint import CheckpointError, choose_step, verify_checkpoint
+from utils.config import REPO_ROOT
+
+
+def resolve_path(path):
+    """Relative paths resolve from the repository root, never the working directory."""
+    return path if os.path.isabs(path) else os.path.join(REPO_ROOT, path)
+
+
+def results_dir(config):
+    return resolve_path(config["local_results_path"])
+
+
+def env_label(config):
+    """The env part of results paths: the map name, else the env id without its module prefix."""
+    env_args = config["env_args"]
+    label = env_args.get("map_name") or env_args.get("scenario") or env_args.get("key") or config["env"]
+    if env_args.get("agent_conf"):
+        label = f"{label}_{env_args['agent_conf']}"
+    label = str(label).split(":")[-1]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", label)
+
+
+def preflight_checkpoint(config):
+    """Check a checkpoint to load exists and is intact before anything starts."""
+    if not config["checkpoint_path"]:
+        return
+    models_dir = resolve_path(config["checkpoint_path"])
+    step = choose_step(models_dir, config["load_step"])
+    path = os.path.join(models_dir, str(step))
+    full = verify_checkpoint(path) and os.path.isfile(os.path.join(path, "run_state.th"))
+    if config["resume"] and not full:
+        raise CheckpointError(
+            f"resume=True needs a full-state checkpoint, but {models_dir}/{step} is not one "
+            f"(an EPyMARL or models-only checkpoint, e.g. saved with save_full_state=False). Load it without resume to continue from its weights.")
+
+
+def mongo_observer(config, log):
+    """A MongoObserver, or None (with a warning) when the server cannot be reached quickly."""
+    import gridfs
+    import pymongo
+    from sacred.observers import MongoObserver
+
+    client = pymongo.MongoClient(config["mongo_url"], serverSelectionTimeoutMS=config["mongo_timeout_ms"])
+    try:
+        client.admin.command("ping")
+    except pymongo.errors.PyMongoError as err:
+        log.warning(
+            "MongoDB at %s is unreachable (%s); this run is recorded in files only.",
+            config["mongo_url"], type(err).__name__)
+        return None
+    db = client[config["mongo_db_name"]]
+    return MongoObserver.create_from(db["runs"], gridfs.GridFS(db), metrics_collection=db["metrics"])

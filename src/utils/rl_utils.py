@@ -1,0 +1,97 @@
+"""Maths shared by the learners: TD targets and returns, masked means, target-network updates.
+
+Time runs along dim 1 of every [B, T, ...] tensor. ``next_values[:, t]`` is the value of the
+state reached after step t (so ``next_values[:, -1]`` bootstraps the last step); ``terminated[:, t]``
+is 1 when step t ended the episode in a real terminal (a time-out is not terminal and bootstraps).
+Masks are 0/1 with step t valid where ``mask[:, t] == 1``; they broadcast against the data.
+"""
+import torch
+
+
+# --- returns and TD targets ----------------------------------------------------------------------
+def build_td_targets(rewards, terminated, target_qs, gamma):
+    """One-step targets r_t + gamma * (1 - d_t) * Q'(s_{t+1})."""
+    return rewards + gamma * (1 - terminated) * target_qs
+
+
+def build_n_step_returns(rewards, terminated, next_values, gamma, n, mask=None):
+    """n-step returns sum_{k<n} gamma^k r_{t+k} + gamma^n V(s_{t+n}), stopping early at a terminal
+    (no bootstrap) or at the end of the valid data (bootstrap from the last valid step's
+    ``next_values``)."""
+    steps = rewards.shape[1]
+    valid = torch.ones_like(rewards) if mask is None else mask.expand_as(rewards).to(rewards.dtype)
+    continues = gamma * (1 - terminated)
+    returns = torch.zeros_like(rewards)
+    weight = torch.ones_like(rewards)  # gamma^k * prod_{j<k} (1 - d_{t+j}) for rows still running
+    for k in range(n):
+        span = steps - k  # rows t with t + k still inside the sequence
+        if span <= 0:
+            break
+        weight = weight[:, :span] * valid[:, k:]
+        returns[:, :span] += weight * rewards[:, k:]
+        next_valid = torch.zeros_like(weight)
+        if k < n - 1:
+            next_valid[:, :span - 1] = valid[:, k + 1:]
+        weight = weight * continues[:, k:]
+        returns[:, :span] += weight * (1 - next_valid) * next_values[:, k:]
+        weight = weight * next_valid
+    return returns
+
+
+def build_lambda_returns(rewards, terminated, next_values, gamma, lam, mask=None):
+    """TD(lambda) returns G_t = r_t + gamma (1 - d_t) ((1 - lam) V(s_{t+1}) + lam G_{t+1}), with
+    G_{t+1} replaced by V(s_{t+1}) past the last (valid) step."""
+    valid = None if mask is None else mask.expand_as(rewards).to(rewards.dtype)
+    returns = torch.empty_like(rewards)
+    following = next_values[:, -1]
+    for t in reversed(range(rewards.shape[1])):
+        if valid is not None and t + 1 < rewards.shape[1]:
+            following = torch.lerp(next_values[:, t], following, valid[:, t + 1])
+        blended = (1 - lam) * next_values[:, t] + lam * following
+        following = rewards[:, t] + gamma * (1 - terminated[:, t]) * blended
+        returns[:, t] = following
+    return returns
+
+
+# --- masked statistics ---------------------------------------------------------------------------
+def masked_mean(x, mask):
+    """Mean of x over the entries where the (broadcast) mask is 1; 0 when nothing is valid."""
+    mask = mask.to(x.dtype)
+    count = mask.sum() * (x.numel() / mask.numel())
+    return (x * mask).sum() / count.clamp_min(torch.finfo(x.dtype).tiny)
+
+
+def masked_mse(prediction, target, mask):
+    """Mean squared error over the valid entries."""
+    return masked_mean((prediction - target) ** 2, mask)
+
+
+# --- target networks -----------------------------------------------------------------------------
+def hard_update(target, source):
+    """Copy every weight (and buffer) of source into target; both expose state_dict()."""
+    target.load_state_dict(source.state_dict())
+
+
+@torch.no_grad()
+def soft_update(target, source, tau):
+    """Polyak averaging target <- (1 - tau) * target + tau * source over parameters()."""
+    for target_param, param in zip(target.parameters(), source.parameters()):
+        target_param.lerp_(param, tau)
+
+
+def update_targets(pairs, interval_or_tau, step, last_update_step):
+    """Apply ``target_update_interval_or_tau`` to (target, source) pairs after a learner update.
+
+    interval_or_tau > 1: hard copy once ``step - last_update_step`` reaches the interval (the
+    learner picks the unit of ``step``: updates, or episodes for EPyMARL's MADDPG);
+    <= 1: soft update with tau = interval_or_tau every call. Returns the new last_update_step.
+    """
+    if interval_or_tau > 1:
+        if step - last_update_step >= interval_or_tau:
+            for target, source in pairs:
+                hard_update(target, source)
+            return step
+        return last_update_step
+    for target, source in pairs:
+        soft_update(target, source, interval_or_tau)
+    return last_update_step
