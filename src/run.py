@@ -198,7 +198,7 @@ def save_checkpoint(args, models_dir, runner, learner, buffer, progress, logger)
                         "stats": logger.state_dict()}, os.path.join(path, "run_state.th"))
 
     write_checkpoint(directory, write_files)
-    logger.console_logger.info("Saved checkpoint %s", os.path.relpath(directory, resolve_path(".")))
+    logger.console_logger.info("Saved checkpoint %s", directory)
 
 
 def _load_checkpoint(args, logger, runner, learner, buffer, progress):

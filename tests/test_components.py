@@ -255,6 +255,7 @@ def test_state_dict_round_trips_exactly():
     assert state["transition_data"]["state"].shape[0] == 2
     restored.load_state_dict(state)
     assert stored_ids(restored) == [3, 4, 0, 0, 0, 0] and restored.buffer_index == 2
+    assert not restored["obs"][2:].any() and not restored["filled"][2:].any()
     with pytest.raises(ValueError):
         make_batch(4, cls=ReplayBuffer).load_state_dict(state)
 
@@ -328,8 +329,8 @@ def test_sampling_selectors_follow_the_masked_probabilities():
         actions = SELECTORS[name](selector_args()).select_action(probs, avail, t_env=0)
         counts = torch.bincount(actions.flatten(), minlength=N_ACTIONS).float() / actions.numel()
         assert torch.allclose(counts, expected, atol=0.02), name
-    greedy = SELECTORS["multinomial"](selector_args()).select_action(probs, avail, 0, test_mode=True)
-    assert greedy.eq(3).all()
+    multinomial = SELECTORS["multinomial"](selector_args())
+    assert multinomial.select_action(probs, avail, 0, test_mode=True).eq(3).all()
     sampled = SELECTORS["multinomial"](selector_args(test_greedy=False)).select_action(
         probs, avail, 0, test_mode=True)
     assert sampled.unique().tolist() == [0, 2, 3]

@@ -50,13 +50,14 @@ class EpisodeBatch:
         if FILLED in self.scheme:
             raise ValueError(f"'{FILLED}' is a reserved field name")
         for source, (new_field, transforms) in self.preprocess.items():
-            vshape, dtype = self.scheme[source]["vshape"], self.scheme[source].get("dtype", torch.float32)
+            source_info = self.scheme[source]
+            vshape, dtype = source_info["vshape"], source_info.get("dtype", torch.float32)
             for transform in transforms:
                 vshape, dtype = transform.infer_output_info(vshape, dtype)
             info = {"vshape": vshape, "dtype": dtype}
             for key in ("group", "episode_const"):
-                if key in self.scheme[source]:
-                    info[key] = self.scheme[source][key]
+                if key in source_info:
+                    info[key] = source_info[key]
             self.scheme[new_field] = info
         self.scheme[FILLED] = {"vshape": (1,), "dtype": torch.long}
 
@@ -268,8 +269,9 @@ class ReplayBuffer(EpisodeBatch):
                 raise ValueError(f"saved {name} fields {sorted(saved)} differ from {sorted(store)}")
             for field, target in store.items():
                 if saved[field].shape[1:] != target.shape[1:]:
-                    raise ValueError(f"saved field {field!r} has shape {tuple(saved[field].shape)}, "
-                                     f"expected [*, {', '.join(map(str, target.shape[1:]))}]")
+                    raise ValueError(f"saved field {field!r} has shape "
+                                     f"{tuple(saved[field].shape)}, expected (*, "
+                                     f"{', '.join(map(str, target.shape[1:]))})")
                 target.zero_()
                 target[:stored] = saved[field]
         self.buffer_index = state["buffer_index"]

@@ -1,13 +1,12 @@
 """Exploration-rate schedules evaluated at a number of environment steps."""
-import math
 
 
 class DecayThenFlatSchedule:
     """Move from ``start`` to ``finish`` over ``time_length`` steps, then stay at ``finish``.
 
-    ``decay="linear"`` interpolates linearly; ``decay="exp"`` interpolates geometrically
-    (``start * (finish / start) ** (T / time_length)``), so it needs positive ``start`` and
-    ``finish``.
+    ``decay="linear"`` interpolates linearly; ``decay="exp"`` interpolates geometrically,
+    ``start ** (1 - p) * finish ** p`` with ``p = T / time_length``, so it needs positive
+    ``start`` and ``finish``.
     """
 
     def __init__(self, start, finish, time_length, decay="linear"):
@@ -23,5 +22,5 @@ class DecayThenFlatSchedule:
     def eval(self, T):
         progress = 1.0 if self.time_length <= 0 else min(max(T / self.time_length, 0.0), 1.0)
         if self.decay == "linear":
-            return self.start + progress * (self.finish - self.start)
-        return self.start * math.exp(progress * math.log(self.finish / self.start))
+            return (1.0 - progress) * self.start + progress * self.finish
+        return self.start ** (1.0 - progress) * self.finish ** progress

@@ -29,7 +29,14 @@ class ConfigError(ValueError):
 
 
 def _closest(name, candidates, n=3):
-    matches = difflib.get_close_matches(str(name), sorted(candidates), n=n, cutoff=0.6)
+    """Close spellings first, then keys that `name` extends (`lr_rate` -> `lr`)."""
+    name = str(name)
+    matches = difflib.get_close_matches(name, sorted(candidates), n=n, cutoff=0.6)
+    leaf = name.rsplit(".", 1)[-1]
+    for candidate in sorted(candidates, key=len, reverse=True):
+        stem = str(candidate).rsplit(".", 1)[-1]
+        if len(matches) < n and candidate not in matches and len(stem) >= 2 and leaf.startswith(stem + "_"):
+            matches.append(candidate)
     return f" Did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
 
 

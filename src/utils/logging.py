@@ -1,15 +1,28 @@
 """Run statistics: one `log_stat` call feeds the console summary, Sacred and TensorBoard."""
 import logging
+import sys
 from collections import defaultdict
 
 import numpy as np
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time, so Sacred's output capture sees it."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
 
 
 def get_console_logger(name="sale_marl"):
     """A console logger with EPyMARL's "[LEVEL time] name message" format, set up once."""
     logger = logging.getLogger(name)
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("[%(levelname)s %(asctime)s] %(name)s %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

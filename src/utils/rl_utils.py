@@ -53,6 +53,15 @@ def build_lambda_returns(rewards, terminated, next_values, gamma, lam, mask=None
     return returns
 
 
+def valid_step_mask(filled, terminated):
+    """Float [B, T, 1] mask of the transitions to learn from, given ``filled`` of all T + 1 slots
+    and ``terminated`` of the T transitions: step t counts when slots t and t + 1 both hold data
+    (an episode's last slot only holds its final observation) and no real terminal came before."""
+    mask = filled[:, :-1].float() * filled[:, 1:].float()
+    alive = torch.cat([torch.ones_like(mask[:, :1]), 1 - terminated[:, :-1].float()], dim=1)
+    return mask * alive
+
+
 # --- masked statistics ---------------------------------------------------------------------------
 def masked_mean(x, mask):
     """Mean of x over the entries where the (broadcast) mask is 1; 0 when nothing is valid."""

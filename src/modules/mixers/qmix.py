@@ -36,8 +36,11 @@ class QMixer(nn.Module):
 
     def forward(self, agent_qs, states):
         """agent_qs [B, T, n_agents], states [B, T, *state_shape] -> Q_tot [B, T, 1]."""
-        states = states.reshape(*agent_qs.shape[:-1], self.state_dim)
-        w1 = self.hyper_w_1(states).abs().view(*agent_qs.shape, self.embed_dim)
-        hidden = F.elu((agent_qs.unsqueeze(-1) * w1).sum(dim=-2) + self.hyper_b_1(states))
+        leading = agent_qs.shape[:-1]
+        states = states.reshape(-1, self.state_dim)  # one contiguous copy for all hypernetworks
+        agent_qs = agent_qs.reshape(-1, self.n_agents, 1)
+        w1 = self.hyper_w_1(states).abs().view(-1, self.n_agents, self.embed_dim)
+        hidden = F.elu((agent_qs * w1).sum(dim=1) + self.hyper_b_1(states))
         w_final = self.hyper_w_final(states).abs()
-        return (hidden * w_final).sum(dim=-1, keepdim=True) + self.V(states)
+        q_tot = (hidden * w_final).sum(dim=1, keepdim=True) + self.V(states)
+        return q_tot.view(*leading, 1)
