@@ -15,21 +15,21 @@ import warnings  # noqa: E402
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
-from sacred import Experiment, SETTINGS  # noqa: E402
-from sacred.observers import FileStorageObserver  # noqa: E402
-from sacred.utils import apply_backspaces_and_linefeeds  # noqa: E402
-
-from run import run  # noqa: E402
-from utils.checkpoint import CheckpointError  # noqa: E402
-from utils.config import ConfigError, build_config, parse_command_line  # noqa: E402
-from utils.experiment import env_label, mongo_observer, preflight_checkpoint, results_dir  # noqa: E402
-from utils.logging import get_console_logger  # noqa: E402
-
-SETTINGS.CAPTURE_MODE = "sys"
+# Heavy imports (torch, Sacred) live inside the functions: the parallel runner's spawned workers
+# re-import this module, and they need none of it.
 
 
 def make_experiment(config):
     """A Sacred experiment whose main function is `run.run`, with its observers attached."""
+    from sacred import Experiment, SETTINGS
+    from sacred.observers import FileStorageObserver
+    from sacred.utils import apply_backspaces_and_linefeeds
+
+    from run import run
+    from utils.experiment import env_label, mongo_observer, results_dir
+    from utils.logging import get_console_logger
+
+    SETTINGS.CAPTURE_MODE = "sys"
     log = get_console_logger()
     experiment = Experiment("sale_marl", save_git_info=False)
     experiment.logger = log
@@ -51,6 +51,10 @@ def make_experiment(config):
 
 def main(argv=None):
     """Run one experiment; returns the process exit code (2 for a config or checkpoint error)."""
+    from utils.checkpoint import CheckpointError
+    from utils.config import ConfigError, build_config, parse_command_line
+    from utils.experiment import preflight_checkpoint
+
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         alg_name, env_name, overrides = parse_command_line(argv)

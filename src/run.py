@@ -1,5 +1,6 @@
 """Wires one run together: runner -> replay buffer -> learner, tests, logging and checkpoints."""
 import datetime
+import math
 import os
 import random
 import time
@@ -126,7 +127,7 @@ def run_sequential(args, logger):
 
 
 def _evaluate(args, runner, logger):
-    for _ in range(max(1, args.test_nepisode // runner.batch_size)):
+    for _ in range(math.ceil(args.test_nepisode / runner.batch_size)):
         runner.run(test_mode=True)
     if args.save_replay:
         runner.save_replay()
@@ -136,7 +137,7 @@ def _evaluate(args, runner, logger):
 def _train(args, logger, runner, learner, buffer, progress, models_dir):
     log = logger.console_logger
     log.info("Beginning training for %d timesteps", args.t_max)
-    n_test_runs = max(1, args.test_nepisode // runner.batch_size)
+    n_test_runs = math.ceil(args.test_nepisode / runner.batch_size)
     start_time = time.time()
     start_t_env = runner.t_env
     if progress.last_test_T is None:

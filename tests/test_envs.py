@@ -48,11 +48,12 @@ def foraging_action(lbf, player):
 def scripted_episode(env, seed):
     env.reset(seed=seed)
     lbf = env._env.unwrapped
-    while True:
+    for length in range(1, env.episode_limit + 1):
         actions = [foraging_action(lbf, player) for player in lbf.players]
         obs, reward, terminated, truncated, info = env.step(actions)
         if terminated or truncated:
-            return env._t, reward, terminated, truncated, info, lbf
+            return length, reward, terminated, truncated, info, lbf
+    raise AssertionError("the episode did not end at its step limit")
 
 
 # --- gymma on LBF ---------------------------------------------------------------------------------

@@ -198,6 +198,20 @@ def test_hand_made_batch_exercises_every_case():
     assert batch.max_t_filled() == T - 1
 
 
+@pytest.mark.parametrize("mixer", [None, "qmix"])
+def test_standardisers_see_only_valid_steps(mixer):
+    batch = hand_made_batch(True)
+    learner = make_learner(0, mixer=mixer, obs_agent_id=False, obs_last_action=False,
+                           standardise_rewards=True, standardise_returns=True,
+                           state_shape=3, scheme=batch.scheme)
+    learner.train(batch, t_env=0, episode_num=0)
+    _, mask, _ = hand_computed_targets(batch, *table_weights(), False, True)
+    valid_rewards = batch["reward"][:, :T - 2][mask.bool()]
+    assert learner.rew_ms.mean.item() == pytest.approx(valid_rewards.mean().item(), rel=1e-3)
+    assert learner.ret_ms.mean.shape == ((1,) if mixer else (N_AGENTS,))
+    assert torch.isfinite(torch.tensor(learner.logger.stats["loss"][0][1]))
+
+
 def test_mixers_require_a_common_reward():
     batch = new_batch(make_scheme(4, 5, N_AGENTS), 2, 4)
     args = make_args(mixer="qmix", common_reward=False)
@@ -224,12 +238,12 @@ def random_batch(seed=0, batch_size=4, steps=7, gamma_zero=False):
     return batch
 
 
-def make_learner(seed, **overrides):
+def make_learner(seed, scheme=None, **overrides):
     torch.manual_seed(seed)
-    batch = random_batch()
+    scheme = random_batch().scheme if scheme is None else scheme
     args = make_args(**overrides)
-    mac = mac_REGISTRY[args.mac](batch.scheme, {"agents": N_AGENTS}, args)
-    return learner_REGISTRY["q_learner"](mac, batch.scheme, RecordingLogger(), args)
+    mac = mac_REGISTRY[args.mac](scheme, {"agents": N_AGENTS}, args)
+    return learner_REGISTRY["q_learner"](mac, scheme, RecordingLogger(), args)
 
 
 def params_of(module):

@@ -1,5 +1,6 @@
 """Adapter for Gymnasium multi-agent environments with tuple spaces (EPyMARL's ``gymma``)."""
 import importlib
+import pickle
 import time
 
 import gymnasium as gym
@@ -190,10 +191,18 @@ class GymmaWrapper(MultiAgentEnv):
 
     # --- RNG, rendering, lifecycle ---------------------------------------------------------------
     def get_rng_state(self):
-        return self._unwrapped.np_random.bit_generator.state
+        """The env's RNG and, when it pickles, its whole state: some envs' resets depend on the
+        previous episode (LBF avoids the old players' cells when it places the new ones)."""
+        try:
+            snapshot = pickle.dumps(self._unwrapped.__dict__)
+        except Exception:  # an env holding sockets, windows, ...: the RNG alone is the best we can do
+            snapshot = None
+        return {"np_random": self._unwrapped.np_random.bit_generator.state, "env": snapshot}
 
     def set_rng_state(self, state):
-        self._unwrapped.np_random.bit_generator.state = state
+        if state["env"] is not None:
+            self._unwrapped.__dict__.update(pickle.loads(state["env"]))
+        self._unwrapped.np_random.bit_generator.state = state["np_random"]
         self._seeded = True
 
     def seed(self, seed=None):

@@ -12,7 +12,7 @@ import torch
 
 from components.standarize_stream import RunningMeanStd
 from modules.mixers import REGISTRY as mixer_REGISTRY
-from utils.rl_utils import build_td_targets, update_targets, valid_step_mask
+from utils.rl_utils import build_td_targets, masked_mean, update_targets, valid_step_mask
 
 UNAVAILABLE_Q = -1e7  # finite, so padded steps (no action available) give no inf * 0 = nan
 
@@ -46,10 +46,12 @@ class QLearner:
         self.last_target_update_step = 0
         self.log_stats_t = -args.learner_log_interval - 1
 
+        # running statistics for standardise_rewards / standardise_returns: per agent where each
+        # agent has its own reward / its own target
         reward_shape = (1,) if self.common_reward else (self.n_agents,)
-        device = getattr(args, "device", "cpu")
-        self.rew_ms = RunningMeanStd(shape=reward_shape, device=device)
-        self.ret_ms = RunningMeanStd(shape=reward_shape, device=device)
+        return_shape = (1,) if self.mixer is not None else (self.n_agents,)
+        self.rew_ms = RunningMeanStd(shape=reward_shape, device=args.device)
+        self.ret_ms = RunningMeanStd(shape=return_shape, device=args.device)
 
     def train(self, batch, t_env, episode_num):
         max_t = batch.max_t_filled()
@@ -78,10 +80,8 @@ class QLearner:
                 targets = _standardise(self.ret_ms, targets, mask)
 
         # --- masked TD loss and one optimiser step ---------------------------------------------
-        mask = mask.expand_as(chosen_qs)
-        masked_td_error = (chosen_qs - targets) * mask
-        valid = mask.sum()
-        loss = masked_td_error.pow(2).sum() / valid
+        td_error = chosen_qs - targets
+        loss = masked_mean(td_error.pow(2), mask)
 
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -96,14 +96,13 @@ class QLearner:
         if t_env - self.log_stats_t >= self.args.learner_log_interval:
             # EPyMARL's definitions (q_taken_mean and target_mean divide by n_agents even for a
             # mixed Q_tot), so curves compare with its runs.
-            valid = valid.item()
             self.logger.log_stat("loss", loss.item(), t_env)
             self.logger.log_stat("grad_norm", grad_norm.item(), t_env)
-            self.logger.log_stat("td_error_abs", masked_td_error.abs().sum().item() / valid, t_env)
+            self.logger.log_stat("td_error_abs", masked_mean(td_error.abs(), mask).item(), t_env)
             self.logger.log_stat("q_taken_mean",
-                                 (chosen_qs * mask).sum().item() / (valid * self.n_agents), t_env)
+                                 masked_mean(chosen_qs, mask).item() / self.n_agents, t_env)
             self.logger.log_stat("target_mean",
-                                 (targets * mask).sum().item() / (valid * self.n_agents), t_env)
+                                 masked_mean(targets, mask).item() / self.n_agents, t_env)
             self.log_stats_t = t_env
 
     def _greedy_target_qs(self, batch, next_agent_qs):

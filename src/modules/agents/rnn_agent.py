@@ -3,6 +3,8 @@
 Parameter names (``fc1``, ``rnn``, ``fc2``) match EPyMARL's ``RNNAgent``, so ``agent.th`` files
 load in either framework.
 """
+import warnings
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -39,11 +41,14 @@ class RNNAgent(nn.Module):
         Returns (q [N, T, n_actions], h [N, T, H]), equal to calling ``forward`` T times."""
         x = F.relu(self.fc1(inputs))
         if self.use_rnn:
-            # torch's fused GRU kernel with the GRU cell's own parameters (same gate layout):
-            # faster than looping over the cell in Python, forward and backward (see report).
+            # torch's multi-step GRU kernel run with the GRU cell's own parameters (same gate
+            # layout): faster than looping over the cell in Python, forward and backward. cuDNN
+            # warns once that these weights are not one flat buffer; copying them is negligible.
             weights = [self.rnn.weight_ih, self.rnn.weight_hh, self.rnn.bias_ih, self.rnn.bias_hh]
             h0 = hidden_state.reshape(1, -1, self.hidden_dim)
-            h, _ = torch.gru(x, h0, weights, True, 1, 0.0, self.training, False, True)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*single contiguous chunk of memory")
+                h, _ = torch.gru(x, h0, weights, True, 1, 0.0, self.training, False, True)
         else:
             h = F.relu(self.rnn(x))
         return self.fc2(h), h
