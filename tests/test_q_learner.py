@@ -26,7 +26,7 @@ class RecordingLogger:
 
 
 class TableAgent(nn.Module):
-    """Q(o, .) = W o: with one-hot observations every (episode, step, agent) reads its own column."""
+    """Q(o, .) = W o: with one-hot observations each (episode, step, agent) reads its own column."""
 
     def __init__(self, input_shape, args):
         super().__init__()

@@ -6,9 +6,15 @@ test_mode=False) -> LongTensor [bs, n_agents]`` and an ``epsilon`` attribute for
 Randomness comes from torch's global RNG, so seeding torch makes selection reproducible.
 """
 import torch
-from torch.distributions import Categorical
 
 from components.epsilon_schedules import DecayThenFlatSchedule
+
+
+def _sample(probs):
+    """One draw per row of the last axis (unnormalised weights allowed). torch.multinomial is
+    ~10x cheaper than building a Categorical, which matters at one call per env step."""
+    flat = probs.reshape(-1, probs.shape[-1])
+    return torch.multinomial(flat, 1).view(probs.shape[:-1])
 
 
 def _masked_probs(probs, avail_actions):
@@ -39,9 +45,13 @@ class EpsilonGreedyActionSelector:
 
         available = avail_actions > 0
         greedy = agent_inputs.masked_fill(~available, -float("inf")).argmax(dim=-1)
-        random = Categorical(probs=available.float()).sample()
-        explore = torch.rand(greedy.shape, device=greedy.device) < epsilon
-        return torch.where(explore, random, greedy)
+        if epsilon <= 0.0:
+            return greedy
+        # One uniform draw per action plus one for the explore coin: the arg-max of uniform noise
+        # over the available actions is a uniformly random available action.
+        noise = torch.rand(*available.shape[:-1], available.shape[-1] + 1, device=available.device)
+        random = noise[..., :-1].masked_fill(~available, -1.0).argmax(dim=-1)
+        return torch.where(noise[..., -1] < epsilon, random, greedy)
 
 
 class MultinomialActionSelector:
@@ -59,7 +69,7 @@ class MultinomialActionSelector:
         probs = _masked_probs(agent_inputs, avail_actions)
         if test_mode and self.test_greedy:
             return probs.argmax(dim=-1)
-        return Categorical(probs=probs).sample()
+        return _sample(probs)
 
 
 class SoftPoliciesSelector:
@@ -70,7 +80,7 @@ class SoftPoliciesSelector:
         self.epsilon = 0.0
 
     def select_action(self, agent_inputs, avail_actions, t_env, test_mode=False):
-        return Categorical(probs=_masked_probs(agent_inputs, avail_actions)).sample()
+        return _sample(_masked_probs(agent_inputs, avail_actions))
 
 
 REGISTRY = {

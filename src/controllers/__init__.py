@@ -1,4 +1,5 @@
-"""Multi-agent controllers, picked by the config key ``mac``; built as ``cls(scheme, groups, args)``."""
+"""Multi-agent controllers, picked by the config key ``mac``; built as
+``cls(scheme, groups, args)``."""
 from controllers.basic_controller import BasicMAC
 from controllers.non_shared_controller import NonSharedMAC
 

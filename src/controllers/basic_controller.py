@@ -49,7 +49,8 @@ class BasicMAC:
         return self._to_policy(agent_outs, ep_batch, t)
 
     def init_hidden(self, batch_size):
-        """Fresh hidden states [batch_size, n_agents, H]; [batch_size * n_agents, H] after a forward."""
+        """Fresh hidden states [batch_size, n_agents, H] ([batch_size * n_agents, H] once a
+        forward has run)."""
         self.hidden_states = self._initial_hidden(batch_size)
 
     # --- whole episodes (learners) ---------------------------------------------------------------
@@ -65,9 +66,10 @@ class BasicMAC:
             agent_outs, _ = self.agent.forward_sequence(per_agent, hidden)
             agent_outs = agent_outs.view(batch_size, self.n_agents, steps, -1).transpose(1, 2)
         else:
+            rows_per_step = batch_size * self.n_agents
             outs = []
             for t in range(steps):
-                out, hidden = self.agent(inputs[:, t].reshape(batch_size * self.n_agents, -1), hidden)
+                out, hidden = self.agent(inputs[:, t].reshape(rows_per_step, -1), hidden)
                 outs.append(out.view(batch_size, self.n_agents, -1))
             agent_outs = torch.stack(outs, dim=1)
         return self._to_policy(agent_outs, ep_batch, slice(None))

@@ -111,7 +111,8 @@ class QLearner:
         unavailable = batch["avail_actions"][:, 1:] == 0
         target_agent_qs = self.target_mac.forward_all(batch)[:, 1:]
         if self.args.double_q:
-            greedy = next_agent_qs.masked_fill(unavailable, UNAVAILABLE_Q).argmax(dim=3, keepdim=True)
+            live_qs = next_agent_qs.masked_fill(unavailable, UNAVAILABLE_Q)
+            greedy = live_qs.argmax(dim=3, keepdim=True)
             next_qs = torch.gather(target_agent_qs, 3, greedy).squeeze(3)
         else:
             next_qs = target_agent_qs.masked_fill(unavailable, UNAVAILABLE_Q).max(dim=3)[0]

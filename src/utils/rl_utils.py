@@ -1,8 +1,9 @@
 """Maths shared by the learners: TD targets and returns, masked means, target-network updates.
 
 Time runs along dim 1 of every [B, T, ...] tensor. ``next_values[:, t]`` is the value of the
-state reached after step t (so ``next_values[:, -1]`` bootstraps the last step); ``terminated[:, t]``
-is 1 when step t ended the episode in a real terminal (a time-out is not terminal and bootstraps).
+state reached after step t (so ``next_values[:, -1]`` bootstraps the last step);
+``terminated[:, t]`` is 1 when step t ended the episode in a real terminal (a time-out is not
+terminal and bootstraps).
 Masks are 0/1 with step t valid where ``mask[:, t] == 1``; they broadcast against the data.
 """
 import torch
