@@ -27,6 +27,7 @@ def main():
     parser.add_argument("--key", default="lbforaging:Foraging-8x8-2p-3f-v3", help="env_args.key")
     parser.add_argument("--runner", default="episode", help="episode or parallel")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch_threads of the run")
     options = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -47,7 +48,7 @@ def main():
     with tempfile.TemporaryDirectory() as results:
         argv = [f"--config={options.alg}", "--env-config=gymma", "with", f"env_args.key={options.key}",
                 f"t_max={options.steps}", f"seed={options.seed}", f"local_results_path={results}",
-                f"runner={options.runner}", "test_interval=1000000000", "log_interval=1000000000"]
+                f"runner={options.runner}", f"torch_threads={options.threads}", "test_interval=1000000000", "log_interval=1000000000"]
         start = time.perf_counter()
         code = entry.main(argv)
         wall = time.perf_counter() - start

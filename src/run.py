@@ -22,7 +22,7 @@ from utils.logging import Logger, get_console_logger
 def run(_run, _config, _log):
     """Sacred's main function: build `args`, then train (or evaluate)."""
     args = SimpleNamespace(**_config)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.torch_threads)
     _seed_everything(args.seed)
 
     if args.use_cuda and not torch.cuda.is_available():

@@ -15,4 +15,5 @@ def _lazy_env(module_name, class_name, **env_args):
 REGISTRY = {
     "gymma": functools.partial(_lazy_env, "envs.gymma", "GymmaWrapper"),
     "matrix_game": functools.partial(_lazy_env, "envs.matrix_game", "MatrixGame"),
+    "mamujoco": functools.partial(_lazy_env, "envs.mamujoco", "MaMuJoCoWrapper"),
 }
