@@ -278,6 +278,7 @@ def random_avail(batch_size, generator):
 @pytest.mark.parametrize("test_mode", [False, True])
 def test_selectors_never_pick_unavailable_actions(name, test_mode):
     torch.manual_seed(0)
+    np.random.seed(0)
     generator = torch.Generator().manual_seed(0)
     selector = SELECTORS[name](selector_args(evaluation_epsilon=0.5))
     for _ in range(50):
@@ -301,7 +302,7 @@ def test_epsilon_greedy_is_greedy_at_zero_and_uniform_at_one():
     assert selector.epsilon == 0.0
     assert torch.equal(selector.select_action(q_values, avail, t_env=0, test_mode=True), greedy)
 
-    torch.manual_seed(0)
+    np.random.seed(0)
     selector = SELECTORS["epsilon_greedy"](selector_args(epsilon_start=1.0, epsilon_finish=1.0))
     row_avail = torch.tensor([0, 1, 1, 0, 1], dtype=torch.int).expand(20000, 1, N_ACTIONS)
     actions = selector.select_action(torch.randn(20000, 1, N_ACTIONS), row_avail, t_env=0)
@@ -311,7 +312,7 @@ def test_epsilon_greedy_is_greedy_at_zero_and_uniform_at_one():
 
 
 def test_evaluation_epsilon_is_used_in_test_mode():
-    torch.manual_seed(0)
+    np.random.seed(0)
     selector = SELECTORS["epsilon_greedy"](selector_args(epsilon_start=0.0, epsilon_finish=0.0,
                                                          evaluation_epsilon=1.0))
     q_values = torch.arange(float(N_ACTIONS)).expand(5000, 1, N_ACTIONS)

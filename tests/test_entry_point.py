@@ -61,3 +61,13 @@ def test_tensorboard_logs_scalars(tmp_path):
     tags = events.Tags()["scalars"]
     assert {"return_mean", "test_return_mean", "loss"} <= set(tags)
     assert len(events.Scalars("return_mean")) >= 2
+
+
+def test_use_cuda_without_a_gpu_falls_back_to_cpu_with_a_warning(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: this test is about machines without one")
+    result = run_main("qmix", "lbf", tmp_path, [*TINY, LBF_KEY, "t_max=100", "use_cuda=True"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "use_cuda=True but no CUDA device is available; running on the CPU" in result.stderr

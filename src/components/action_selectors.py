@@ -3,8 +3,10 @@
 Each is built as ``cls(args)`` and provides
 ``select_action(agent_inputs [bs, n_agents, n_actions], avail_actions (same shape), t_env,
 test_mode=False) -> LongTensor [bs, n_agents]`` and an ``epsilon`` attribute for logging.
-Randomness comes from torch's global RNG, so seeding torch makes selection reproducible.
+Epsilon-greedy draws from NumPy's global RNG, the sampling selectors from torch's; seeding both
+(as run.py does) makes selection reproducible.
 """
+import numpy as np
 import torch
 
 from components.epsilon_schedules import DecayThenFlatSchedule
@@ -42,16 +44,18 @@ class EpsilonGreedyActionSelector:
     def select_action(self, agent_inputs, avail_actions, t_env, test_mode=False):
         self.epsilon = self.schedule.eval(t_env)
         epsilon = self.evaluation_epsilon if test_mode else self.epsilon
-
-        available = avail_actions > 0
-        greedy = agent_inputs.masked_fill(~available, -float("inf")).argmax(dim=-1)
-        if epsilon <= 0.0:
-            return greedy
-        # One uniform draw per action plus one for the explore coin: the arg-max of uniform noise
-        # over the available actions is a uniformly random available action.
-        noise = torch.rand(*available.shape[:-1], available.shape[-1] + 1, device=available.device)
-        random = noise[..., :-1].masked_fill(~available, -1.0).argmax(dim=-1)
-        return torch.where(noise[..., -1] < epsilon, random, greedy)
+        # NumPy on the CPU: this runs once per env step on a few numbers, where each torch op
+        # costs several microseconds of dispatch. Randomness comes from NumPy's global RNG.
+        q_values = agent_inputs.detach().cpu().numpy()
+        available = avail_actions.cpu().numpy() > 0
+        actions = np.where(available, q_values, -np.inf).argmax(axis=-1)
+        if epsilon > 0.0:
+            # One uniform draw per action plus one for the explore coin: the arg-max of uniform
+            # noise over the available actions is a uniformly random available action.
+            noise = np.random.random_sample(available.shape[:-1] + (available.shape[-1] + 1,))
+            random = np.where(available, noise[..., :-1], -1.0).argmax(axis=-1)
+            actions = np.where(noise[..., -1] < epsilon, random, actions)
+        return torch.from_numpy(actions).to(agent_inputs.device)
 
 
 class MultinomialActionSelector:
