@@ -65,6 +65,9 @@ def test_wrong_types_are_refused_and_numbers_coerced():
     assert config["t_max"] == 2000000 and isinstance(config["t_max"], int)
     assert config["lr"] == 1.0 and isinstance(config["lr"], float)
     assert build_config("qmix", "lbf", [("mixer", None)])["mixer"] is None
+    assert "lr cannot be null" in config_error(overrides=[("lr", None)])
+    config = build_config("qmix", "mamujoco", [("env_args.action_bins", None)])   # continuous actions
+    assert config["env_args"]["action_bins"] is None
 
 
 def test_unknown_registry_names_are_refused_with_suggestion():

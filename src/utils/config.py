@@ -7,8 +7,8 @@ is checked once, before any environment starts:
 - every key must be declared by one of the yaml files (a typo'd override is refused with the
   closest valid names);
 - a key an env or alg file adds that is one letter away from a known key is refused as a typo;
-- a value must have the type the yaml files give that key (ints are accepted for floats, and a
-  whole float such as `2e6` for an int);
+- a value must have the type the yaml files give that key (ints are accepted for floats, a
+  whole float such as `2e6` for an int, and null for an `env_args` entry);
 - names picked through a registry (`runner`, `mac`, `agent`, `learner`, `mixer`, `env`,
   `action_selector`) must be registered.
 """
@@ -188,6 +188,8 @@ def _coerce(path, value, allowed):
     kind = _type_name(value)
     if kind in allowed or value is None and "null" in allowed:
         return value
+    if value is None and path.startswith("env_args."):
+        return value  # an env argument may be switched off (e.g. env_args.action_bins=null)
     if kind == "int" and "float" in allowed:
         return float(value)
     if kind == "float" and "int" in allowed and float(value).is_integer():
