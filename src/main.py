@@ -53,12 +53,13 @@ def main(argv=None):
     """Run one experiment; returns the process exit code (2 for a config or checkpoint error)."""
     from utils.checkpoint import CheckpointError
     from utils.config import ConfigError, build_config, parse_command_line
-    from utils.experiment import preflight_checkpoint
+    from utils.experiment import preflight_checkpoint, preflight_env
 
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         alg_name, env_name, overrides = parse_command_line(argv)
         config = build_config(alg_name, env_name, overrides)
+        preflight_env(config)
         preflight_checkpoint(config)
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -15,5 +15,19 @@ def _lazy_env(module_name, class_name, **env_args):
 REGISTRY = {
     "gymma": functools.partial(_lazy_env, "envs.gymma", "GymmaWrapper"),
     "matrix_game": functools.partial(_lazy_env, "envs.matrix_game", "MatrixGame"),
+    "smax": functools.partial(_lazy_env, "envs.smax", "SMAXEnv"),
+    "sc2v2": functools.partial(_lazy_env, "envs.sc2v2", "SC2v2Env"),
     "mamujoco": functools.partial(_lazy_env, "envs.mamujoco", "MaMuJoCoWrapper"),
 }
+
+
+def check_requirements(name, env_args):
+    """Run an env's own start-up checks (a missing optional package or game, an unknown map)
+    without building it, so a run stops before any work starts. Each env module may define
+    ``check_requirements(**env_args)``, raising ImportError, FileNotFoundError or ValueError."""
+    entry = REGISTRY[name]
+    if not isinstance(entry, functools.partial) or entry.func is not _lazy_env:
+        return
+    check = getattr(importlib.import_module(entry.args[0]), "check_requirements", None)
+    if check is not None:
+        check(**env_args)

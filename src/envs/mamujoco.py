@@ -28,6 +28,11 @@ def _import_mamujoco():
     return mamujoco_v1, get_parts_and_edges
 
 
+def check_requirements(**_):
+    """Start-up check: gymnasium-robotics and mujoco import."""
+    _import_mamujoco()
+
+
 def _mujoco_warning(text):
     if "'settotalmass' is deprecated" in text:  # in gymnasium's own HalfCheetah model: not the user's to fix
         return

@@ -3,7 +3,7 @@ import os
 import re
 
 from utils.checkpoint import CheckpointError, choose_step, verify_checkpoint
-from utils.config import REPO_ROOT
+from utils.config import REPO_ROOT, ConfigError
 
 
 def resolve_path(path):
@@ -23,6 +23,16 @@ def env_label(config):
         label = f"{label}_{env_args['agent_conf']}"
     label = str(label).split(":")[-1]
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", label)
+
+
+def preflight_env(config):
+    """The chosen env's own start-up checks, as a ConfigError naming what to install or fix."""
+    from envs import check_requirements
+
+    try:
+        check_requirements(config["env"], config["env_args"])
+    except (ImportError, FileNotFoundError, ValueError) as err:
+        raise ConfigError(str(err)) from None
 
 
 def preflight_checkpoint(config):
