@@ -131,3 +131,15 @@ def test_entry_point_refuses_bad_config_before_starting_anything(tmp_path):
     assert "mixer='qmixx' is not registered" in result.stderr and "'qmix'" in result.stderr
     assert "Traceback" not in result.stderr
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("key,expected", [
+    ("lbforaging:Foraging-8x8-2p-3f-v9", "'Foraging-8x8-2p-3f-v3'"),
+    ("lbforagin:Foraging-8x8-2p-3f-v3", "needs the Python package 'lbforagin'"),
+])
+def test_entry_point_refuses_an_unknown_gym_env_before_starting(tmp_path, key, expected):
+    cmd = [sys.executable, os.path.join(REPO_ROOT, "src", "main.py"), "--config=qmix", "--env-config=gymma",
+           "with", f"env_args.key={key}", f"local_results_path={tmp_path}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+    assert os.listdir(tmp_path) == []

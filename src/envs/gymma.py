@@ -1,4 +1,5 @@
 """Adapter for Gymnasium multi-agent environments with tuple spaces (EPyMARL's ``gymma``)."""
+import difflib
 import importlib
 import pickle
 import time
@@ -10,8 +11,12 @@ from gymnasium.spaces import Box, Discrete, Tuple, flatdim, flatten
 from envs.multiagentenv import MultiAgentEnv
 
 
-def _make_gym_env(key, make_kwargs):
-    """``gymnasium.make`` for a key ``"module:EnvId"``, importing ``module`` first (it registers the id)."""
+def _registered_id(key):
+    """The Gymnasium id of ``key`` (``"module:EnvId"``), after importing ``module`` (it registers
+    the id); a clear error for a missing package or an id nobody registered."""
+    if not key:
+        raise ValueError("env_args.key is not set: name the Gymnasium env to run, e.g. "
+                         "env_args.key=lbforaging:Foraging-8x8-2p-2f-coop-v3")
     module, _, env_id = key.rpartition(":")
     if module:
         try:
@@ -21,7 +26,21 @@ def _make_gym_env(key, make_kwargs):
                 f"env_args.key={key!r} needs the Python package {module!r}, which could not be "
                 f"imported ({error}). Install it (e.g. `pip install {module}`) or fix the key."
             ) from error
-    return gym.make(env_id, **make_kwargs)
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.8)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"env_args.key={key!r}: no Gymnasium env {env_id!r} is registered"
+                         f"{' after importing ' + repr(module) if module else ''}.{hint}")
+    return env_id
+
+
+def check_requirements(key=None, **_):
+    """Start-up check: the env's package imports and its id is registered."""
+    _registered_id(key)
+
+
+def _make_gym_env(key, make_kwargs):
+    return gym.make(_registered_id(key), **make_kwargs)
 
 
 class GymmaWrapper(MultiAgentEnv):
