@@ -6,6 +6,7 @@ the folder is renamed into place, so a crash leaves either the whole checkpoint 
 Loading checks the manifest and names the file that is missing or damaged. Folders without a
 manifest (EPyMARL's own checkpoints) load as models only.
 """
+import glob
 import hashlib
 import json
 import os
@@ -40,8 +41,9 @@ def write_checkpoint(directory, write_files):
     """Call `write_files(tmp_dir)`, then publish `tmp_dir` atomically as `directory`."""
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
+    for leftover in glob.glob(f"{glob.escape(directory)}.tmp-*"):  # from a run killed mid-save
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp = f"{directory}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     write_files(tmp)
     manifest = {}
