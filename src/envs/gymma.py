@@ -180,33 +180,10 @@ class GymmaWrapper(MultiAgentEnv):
         return padded
 
     # --- views of the current step ---------------------------------------------------------------
-    def get_obs(self):
-        """Observations as an array [n_agents, obs_size] (replaced, never modified, by the next step)."""
-        return self._obs
-
-    def get_obs_agent(self, agent_id):
-        return self._obs[agent_id]
-
-    def get_obs_size(self):
-        return self.obs_size
-
     def get_state(self):
         if self._env_state is not None:
             return np.asarray(self._env_state(), dtype=np.float32).reshape(-1)
         return self._obs.reshape(-1)
-
-    def get_state_size(self):
-        return self.state_size
-
-    def get_avail_actions(self):
-        """Masks [n_agents, n_actions]; a shared array: copy it before changing it."""
-        return self._avail_actions
-
-    def get_avail_agent_actions(self, agent_id):
-        return self._avail_actions[agent_id]
-
-    def get_total_actions(self):
-        return self.n_actions
 
     # --- RNG, rendering, lifecycle ---------------------------------------------------------------
     def get_rng_state(self):

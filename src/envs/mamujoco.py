@@ -220,31 +220,8 @@ class MaMuJoCoWrapper(MultiAgentEnv):
         return info
 
     # --- views of the current step ---------------------------------------------------------------
-    def get_obs(self):
-        """Observations as an array [n_agents, obs_size] (replaced, never modified, by the next step)."""
-        return self._obs
-
-    def get_obs_agent(self, agent_id):
-        return self._obs[agent_id]
-
-    def get_obs_size(self):
-        return self.obs_size
-
     def get_state(self):
         return np.asarray(self._env.state(), dtype=np.float32)
-
-    def get_state_size(self):
-        return self.state_size
-
-    def get_avail_actions(self):
-        """Masks [n_agents, n_actions]; a shared array: copy it before changing it."""
-        return self._avail_actions
-
-    def get_avail_agent_actions(self, agent_id):
-        return self._avail_actions[agent_id]
-
-    def get_total_actions(self):
-        return self.n_actions
 
     def action_values(self, agent_id):
         """The continuous action each discrete action index of ``agent_id`` stands for, one row each."""

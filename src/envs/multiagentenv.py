@@ -11,11 +11,17 @@ class MultiAgentEnv:
 
     ``step_seconds`` accumulates the wall time spent inside the simulator's own step (without the
     wrapper's overhead); runners add it up for the throughput benchmark.
+
+    The views of the current step read arrays a subclass keeps up to date: ``_obs``
+    [n_agents, obs_size] and ``_avail_actions`` [n_agents, n_actions] (replaced, never modified,
+    by the next step), and the sizes ``obs_size``, ``state_size``, ``n_actions``.
     """
 
     n_agents = 0
     episode_limit = 0
     step_seconds = 0.0
+    obs_size = state_size = n_actions = 0
+    _obs = _avail_actions = None
 
     def reset(self, seed=None, options=None):
         """Starts an episode; returns ``(obs, info)``."""
@@ -27,31 +33,31 @@ class MultiAgentEnv:
 
     def get_obs(self):
         """Observations of all agents, one row per agent."""
-        raise NotImplementedError
+        return self._obs
 
     def get_obs_agent(self, agent_id):
-        return self.get_obs()[agent_id]
+        return self._obs[agent_id]
 
     def get_obs_size(self):
-        raise NotImplementedError
+        return self.obs_size
 
     def get_state(self):
         """The global state (what a centralised mixer or critic sees)."""
         raise NotImplementedError
 
     def get_state_size(self):
-        raise NotImplementedError
+        return self.state_size
 
     def get_avail_actions(self):
         """Available-action masks of all agents, one row of 0/1 per agent."""
-        raise NotImplementedError
+        return self._avail_actions
 
     def get_avail_agent_actions(self, agent_id):
-        return self.get_avail_actions()[agent_id]
+        return self._avail_actions[agent_id]
 
     def get_total_actions(self):
         """The number of actions an agent can take (the largest over agents)."""
-        raise NotImplementedError
+        return self.n_actions
 
     def get_stats(self):
         """Environment statistics accumulated over the run (none by default)."""

@@ -183,31 +183,8 @@ class SmacBattleEnv(MultiAgentEnv):
         reward = float(team_reward) if self.common_reward else np.full(self.n_agents, team_reward, dtype=np.float64)
         return self._obs, reward, terminated, truncated, info
 
-    def get_obs(self):
-        """Observations [n_agents, obs_size] (replaced, never modified, by the next step)."""
-        return self._obs
-
-    def get_obs_agent(self, agent_id):
-        return self._obs[agent_id]
-
-    def get_obs_size(self):
-        return self.obs_size
-
     def get_state(self):
         return self._state
-
-    def get_state_size(self):
-        return self.state_size
-
-    def get_avail_actions(self):
-        """Masks [n_agents, n_actions] of 0/1; replaced, never modified, by the next step."""
-        return self._avail_actions
-
-    def get_avail_agent_actions(self, agent_id):
-        return self._avail_actions[agent_id]
-
-    def get_total_actions(self):
-        return self.n_actions
 
     def get_stats(self):
         return self.battle_stats.as_dict()
