@@ -126,9 +126,14 @@ def run_sequential(args, logger):
     logger.console_logger.info("Finished training")
 
 
-def _evaluate(args, runner, logger):
+def _run_tests(args, runner):
+    """Greedy test episodes, enough for the runner to log `test_nepisode` of them."""
     for _ in range(math.ceil(args.test_nepisode / runner.batch_size)):
         runner.run(test_mode=True)
+
+
+def _evaluate(args, runner, logger):
+    _run_tests(args, runner)
     if args.save_replay:
         runner.save_replay()
     logger.print_recent_stats(header="evaluation")
@@ -137,7 +142,6 @@ def _evaluate(args, runner, logger):
 def _train(args, logger, runner, learner, buffer, progress, models_dir):
     log = logger.console_logger
     log.info("Beginning training for %d timesteps", args.t_max)
-    n_test_runs = math.ceil(args.test_nepisode / runner.batch_size)
     start_time = time.time()
     start_t_env = runner.t_env
     if progress.last_test_T is None:
@@ -147,8 +151,7 @@ def _train(args, logger, runner, learner, buffer, progress, models_dir):
         episode_batch = runner.run(test_mode=False)
         buffer.insert_episode_batch(episode_batch)
         if buffer.can_sample(args.batch_size):
-            sample = buffer.sample(args.batch_size)
-            sample = sample[:, :sample.max_t_filled()]
+            sample = buffer.sample(args.batch_size)  # the learner cuts the padding off
             if sample.device != args.device:
                 sample.to(args.device)
             learner.train(sample, runner.t_env, progress.episode)
@@ -156,8 +159,7 @@ def _train(args, logger, runner, learner, buffer, progress, models_dir):
 
         if (runner.t_env - progress.last_test_T) / args.test_interval >= 1.0:
             progress.last_test_T = runner.t_env
-            for _ in range(n_test_runs):
-                runner.run(test_mode=True)
+            _run_tests(args, runner)
 
         if args.save_model and runner.t_env - progress.model_save_time >= args.save_model_interval:
             progress.model_save_time = runner.t_env

@@ -119,7 +119,7 @@ class BasicMAC:
             actions = batch["actions_onehot"]
             parts.append(actions[:, t - 1] if t > 0 else torch.zeros_like(actions[:, 0]))
         if self.args.obs_agent_id:
-            parts.append(self._agent_ids.to(obs.device).expand(obs.shape[0], -1, -1))
+            parts.append(self._agent_ids.expand(obs.shape[0], -1, -1))
         inputs = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
         return inputs.reshape(obs.shape[0] * self.n_agents, -1)
 
@@ -131,7 +131,7 @@ class BasicMAC:
             actions = batch["actions_onehot"]
             parts.append(torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], dim=1))
         if self.args.obs_agent_id:
-            parts.append(self._agent_ids.to(obs.device).expand(*obs.shape[:2], -1, -1))
+            parts.append(self._agent_ids.expand(*obs.shape[:2], -1, -1))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     def _initial_hidden(self, batch_size):

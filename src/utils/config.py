@@ -196,10 +196,9 @@ def _coerce(path, value, allowed):
         return int(value)
     if kind == "int" and "bool" in allowed and value in (0, 1):
         return bool(value)
-    if value is None:
-        expected = " or ".join(sorted(allowed))
-        raise ConfigError(f"{path} cannot be null; it takes a {expected}.")
     expected = " or ".join(sorted(allowed))
+    if value is None:
+        raise ConfigError(f"{path} cannot be null; it takes a {expected}.")
     raise ConfigError(f"{path}={value!r} has type {kind}, but {path} takes a {expected}.")
 
 
