@@ -54,25 +54,30 @@ class BasicMAC:
         self.hidden_states = self._initial_hidden(batch_size)
 
     # --- whole episodes (learners) ---------------------------------------------------------------
-    def forward_all(self, ep_batch, test_mode=False):
+    def forward_all(self, ep_batch, test_mode=False, return_hidden=False):
         """Agent outputs [B, T, n_agents, n_actions] for every step of ``ep_batch``, starting from
         fresh hidden states; equal to ``init_hidden`` then ``forward(ep_batch, t)`` for each t.
+        With ``return_hidden`` also the hidden state after each step, [B, T, n_agents, H].
         ``hidden_states`` is left untouched."""
         batch_size, steps = ep_batch.batch_size, ep_batch.max_seq_length
         inputs = self._build_sequence_inputs(ep_batch)  # [B, T, n, in]
         hidden = self._initial_hidden(batch_size).reshape(batch_size * self.n_agents, -1)
         if hasattr(self.agent, "forward_sequence"):
             per_agent = inputs.transpose(1, 2).reshape(batch_size * self.n_agents, steps, -1)
-            agent_outs, _ = self.agent.forward_sequence(per_agent, hidden)
+            agent_outs, hiddens = self.agent.forward_sequence(per_agent, hidden)
             agent_outs = agent_outs.view(batch_size, self.n_agents, steps, -1).transpose(1, 2)
+            hiddens = hiddens.view(batch_size, self.n_agents, steps, -1).transpose(1, 2)
         else:
             rows_per_step = batch_size * self.n_agents
-            outs = []
+            outs, hiddens = [], []
             for t in range(steps):
                 out, hidden = self.agent(inputs[:, t].reshape(rows_per_step, -1), hidden)
                 outs.append(out.view(batch_size, self.n_agents, -1))
+                hiddens.append(hidden.view(batch_size, self.n_agents, -1))
             agent_outs = torch.stack(outs, dim=1)
-        return self._to_policy(agent_outs, ep_batch, slice(None))
+            hiddens = torch.stack(hiddens, dim=1)
+        agent_outs = self._to_policy(agent_outs, ep_batch, slice(None))
+        return (agent_outs, hiddens) if return_hidden else agent_outs
 
     # --- parameters and persistence --------------------------------------------------------------
     def parameters(self):

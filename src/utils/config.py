@@ -10,7 +10,11 @@ is checked once, before any environment starts:
 - a value must have the type the yaml files give that key (ints are accepted for floats, a
   whole float such as `2e6` for an int, and null for an `env_args` entry);
 - names picked through a registry (`runner`, `mac`, `agent`, `learner`, `mixer`, `env`,
-  `action_selector`) must be registered.
+  `action_selector`, `world_model`) must be registered, and a learner with a `check_config`
+  hook gets to refuse inconsistent settings.
+
+An alg file may start from another with `extends: <alg>` (the ablation configs do): the parent's
+keys, then the file's own.
 """
 import ast
 import difflib
@@ -70,7 +74,13 @@ def load_named_config(kind, name):
         raise ConfigError(
             f"{flag}={name}: there is no {os.path.relpath(path, REPO_ROOT)}."
             f"{_closest(name, available_configs(kind))} Available: {', '.join(available_configs(kind))}.")
-    return load_yaml(path)
+    content = load_yaml(path)
+    parent = content.pop("extends", None) if kind == "algs" else None
+    if parent is not None:
+        if parent == name:
+            raise ConfigError(f"{os.path.relpath(path, REPO_ROOT)} extends itself.")
+        content = merge(load_named_config("algs", parent), content)
+    return content
 
 
 def parse_value(text):
@@ -249,19 +259,27 @@ def check_registries(config):
     from learners import REGISTRY as learner_registry
     from modules.agents import REGISTRY as agent_registry
     from modules.mixers import REGISTRY as mixer_registry
+    from modules.world_models import REGISTRY as world_model_registry
     from runners import REGISTRY as runner_registry
 
     checks = [("env", env_registry), ("runner", runner_registry), ("mac", mac_registry),
               ("agent", agent_registry), ("learner", learner_registry),
-              ("action_selector", selector_registry), ("mixer", mixer_registry)]
+              ("action_selector", selector_registry), ("mixer", mixer_registry),
+              ("world_model", world_model_registry)]
     for key, registry in checks:
         name = config.get(key)
-        if key == "mixer" and name is None:
+        if key in ("mixer", "world_model") and name is None:
             continue
         if name not in registry:
             raise ConfigError(
                 f"{key}={name!r} is not registered.{_closest(name, registry)} "
                 f"Registered {key} names: {', '.join(sorted(registry))}.")
+    check_learner = getattr(learner_registry[config["learner"]], "check_config", None)
+    if check_learner is not None:
+        try:
+            check_learner(config)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
 
 def check_consistency(config):

@@ -41,14 +41,21 @@ class RNNAgent(nn.Module):
         Returns (q [N, T, n_actions], h [N, T, H]), equal to calling ``forward`` T times."""
         x = F.relu(self.fc1(inputs))
         if self.use_rnn:
-            # torch's multi-step GRU kernel run with the GRU cell's own parameters (same gate
-            # layout): faster than looping over the cell in Python, forward and backward. cuDNN
-            # warns once that these weights are not one flat buffer; copying them is negligible.
-            weights = [self.rnn.weight_ih, self.rnn.weight_hh, self.rnn.bias_ih, self.rnn.bias_hh]
-            h0 = hidden_state.reshape(1, -1, self.hidden_dim)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*single contiguous chunk of memory")
-                h, _ = torch.gru(x, h0, weights, True, 1, 0.0, self.training, False, True)
+            h = gru_cell_sequence(self.rnn, x, hidden_state, self.training)
         else:
             h = F.relu(self.rnn(x))
         return self.fc2(h), h
+
+
+def gru_cell_sequence(cell, x, hidden_state, training):
+    """Run a GRUCell over all steps of x [N, T, in] from hidden [N, H] (any shape holding N*H
+    values); returns h [N, T, H]. Uses torch's multi-step GRU kernel with the cell's own
+    parameters (same gate layout): faster than looping over the cell in Python, forward and
+    backward. cuDNN warns once that these weights are not one flat buffer; copying them is
+    negligible."""
+    weights = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+    h0 = hidden_state.reshape(1, -1, cell.hidden_size)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*single contiguous chunk of memory")
+        h, _ = torch.gru(x, h0, weights, True, 1, 0.0, training, False, True)
+    return h

@@ -19,11 +19,11 @@ def _hypernet(in_dim, out_dim, layers, hidden):
 
 
 class QMixer(nn.Module):
-    def __init__(self, args):
+    def __init__(self, args, input_dim=None):
+        """``input_dim``: size of what the hypernetworks read (default: the state's size)."""
         super().__init__()
         self.n_agents = args.n_agents
-        shape = args.state_shape
-        self.state_dim = int(math.prod(shape)) if isinstance(shape, (tuple, list)) else int(shape)
+        self.state_dim = state_size(args) if input_dim is None else int(input_dim)
         self.embed_dim = args.mixing_embed_dim
         layers = getattr(args, "hypernet_layers", 1)
         hidden = getattr(args, "hypernet_embed", 64)
@@ -44,3 +44,8 @@ class QMixer(nn.Module):
         w_final = self.hyper_w_final(states).abs()
         q_tot = (hidden * w_final).sum(dim=1, keepdim=True) + self.V(states)
         return q_tot.view(*leading, 1)
+
+
+def state_size(args):
+    shape = args.state_shape
+    return int(math.prod(shape)) if isinstance(shape, (tuple, list)) else int(shape)

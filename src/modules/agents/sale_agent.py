@@ -1,0 +1,135 @@
+"""SALE agent: a recurrent per-agent Q-network whose Q head also reads TD7-style state-action
+learned embeddings (SALE) of the agent's own observation.
+
+    z_o  = f_o(o)             AvgL1Norm of an MLP of the observation
+    z_oa = g_o(z_o, onehot a) one embedding per candidate action (one batched pass)
+    h    = GRUCell(MLP(x), h_prev)       x: the MAC's inputs (obs, last action, agent id)
+    Q(a) = MLP([AvgL1Norm(W h), z_o, z_oa(a), onehot(a)])
+
+The encoder exists three times: the live one (``encoder``, trained only by the learner's SALE
+loss through ``embed``/``embed_action``), a *fixed* copy that the Q head reads when acting and
+learning, and a *fixed target* copy that the target network's Q head reads
+(``read_target_encoder``). The copies have ``requires_grad=False``; ``refresh_fixed_encoders``
+moves fixed -> fixed target and live -> fixed. The agent sees only its own inputs.
+"""
+import copy
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from modules.agents.rnn_agent import gru_cell_sequence
+from utils.latent_utils import avg_l1_norm
+
+
+class StateActionEncoder(nn.Module):
+    """f(x) -> z (AvgL1Norm) and g(z, onehot a) -> z_a, TD7's encoder pair. The first layer of g
+    is split into a z part and an action part so that all actions share one pass over z."""
+
+    def __init__(self, input_dim, n_actions, embed_dim, hidden_dim):
+        super().__init__()
+        self.f = nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.ELU(),
+                               nn.Linear(hidden_dim, embed_dim))
+        self.g_state = nn.Linear(embed_dim, hidden_dim)
+        self.g_action = nn.Linear(n_actions, hidden_dim, bias=False)
+        self.g_out = nn.Sequential(nn.ELU(), nn.Linear(hidden_dim, embed_dim))
+
+    def embed(self, x):
+        """z = AvgL1Norm(f(x)), [..., embed_dim]."""
+        return avg_l1_norm(self.f(x))
+
+    def embed_action(self, z, actions_onehot):
+        """z_a for the given (one-hot, or joint concatenated one-hot) actions, [..., embed_dim]."""
+        return self.g_out(self.g_state(z) + self.g_action(actions_onehot))
+
+    def embed_all_actions(self, z):
+        """z_a for every single action: [..., n_actions, embed_dim]."""
+        return self.g_out(self.g_state(z).unsqueeze(-2) + self.g_action.weight.t())
+
+
+def frozen_copy(module):
+    twin = copy.deepcopy(module)
+    for param in twin.parameters():
+        param.requires_grad_(False)
+    return twin
+
+
+class SALEAgent(nn.Module):
+    def __init__(self, input_shape, args):
+        super().__init__()
+        self.n_actions = args.n_actions
+        self.hidden_dim = args.hidden_dim
+        # the observation leads the MAC's input row; the rest is last action and agent id
+        self.obs_dim = (input_shape - (args.n_actions if args.obs_last_action else 0)
+                        - (args.n_agents if args.obs_agent_id else 0))
+        if self.obs_dim <= 0:
+            raise ValueError(f"sale_agent: input size {input_shape} leaves no observation part")
+        self.read_target_encoder = False
+
+        self.encoder = StateActionEncoder(self.obs_dim, args.n_actions, args.sale_dim,
+                                          args.sale_hidden_dim)
+        self.fixed_encoder = frozen_copy(self.encoder)
+        self.fixed_target_encoder = frozen_copy(self.encoder)
+
+        self.fc1 = nn.Linear(input_shape, args.hidden_dim)
+        self.rnn = nn.GRUCell(args.hidden_dim, args.hidden_dim)
+        self.hidden_proj = nn.Linear(args.hidden_dim, args.hidden_dim)
+        # Q head: first layer split by input part, so the per-action work is one small matmul
+        self.q_hidden = nn.Linear(args.hidden_dim, args.q_head_dim)
+        self.q_state = nn.Linear(args.sale_dim, args.q_head_dim, bias=False)
+        self.q_state_action = nn.Linear(args.sale_dim, args.q_head_dim, bias=False)
+        self.q_action = nn.Linear(args.n_actions, args.q_head_dim, bias=False)
+        self.q_out = nn.Linear(args.q_head_dim, 1)
+
+    def init_hidden(self):
+        return self.fc1.weight.new_zeros(1, self.hidden_dim)
+
+    def forward(self, inputs, hidden_state):
+        """One step: inputs [N, input_shape], hidden N*H values -> (q [N, n_actions], h [N, H])."""
+        x = F.relu(self.fc1(inputs))
+        h = self.rnn(x, hidden_state.reshape(-1, self.hidden_dim))
+        return self.q_values(h, inputs[..., :self.obs_dim]), h
+
+    def forward_sequence(self, inputs, hidden_state):
+        """All steps: inputs [N, T, input_shape] -> (q [N, T, n_actions], h [N, T, H])."""
+        x = F.relu(self.fc1(inputs))
+        h = gru_cell_sequence(self.rnn, x, hidden_state, self.training)
+        return self.q_values(h, inputs[..., :self.obs_dim]), h
+
+    def q_values(self, h, obs):
+        """Q of every action from the recurrent state and the (fixed or fixed-target) SALE."""
+        encoder = self.fixed_target_encoder if self.read_target_encoder else self.fixed_encoder
+        z_o = encoder.embed(obs)
+        z_oa = encoder.embed_all_actions(z_o)  # [..., n_actions, sale_dim]
+        shared = self.q_hidden(avg_l1_norm(self.hidden_proj(h))) + self.q_state(z_o)
+        per_action = self.q_state_action(z_oa) + self.q_action.weight.t()
+        return self.q_out(F.elu(shared.unsqueeze(-2) + per_action)).squeeze(-1)
+
+    # --- the live encoder, for the learner's SALE loss -------------------------------------------
+    def embed(self, obs):
+        return self.encoder.embed(obs)
+
+    def embed_action(self, z_o, actions_onehot):
+        return self.encoder.embed_action(z_o, actions_onehot)
+
+    def encoder_parameters(self):
+        """The live encoder's parameters (trained by the SALE loss, not by TD)."""
+        return self.encoder.parameters()
+
+    def q_parameters(self):
+        """The parameters TD trains: everything but the three encoders."""
+        encoders = {id(p) for enc in (self.encoder, self.fixed_encoder, self.fixed_target_encoder)
+                    for p in enc.parameters()}
+        return [p for p in self.parameters() if id(p) not in encoders]
+
+    @torch.no_grad()
+    def refresh_fixed_encoders(self):
+        """TD7's refresh: fixed target <- fixed, then fixed <- live."""
+        self.fixed_target_encoder.load_state_dict(self.fixed_encoder.state_dict())
+        self.fixed_encoder.load_state_dict(self.encoder.state_dict())
+
+    @torch.no_grad()
+    def copy_fixed_encoders(self, other):
+        """Take both fixed copies from another SALEAgent (the target network from the live one)."""
+        self.fixed_encoder.load_state_dict(other.fixed_encoder.state_dict())
+        self.fixed_target_encoder.load_state_dict(other.fixed_target_encoder.state_dict())

@@ -1,0 +1,36 @@
+"""QMIX-SALE: QMIX's monotonic mixer whose hypernetworks read a context
+c^t = [s^t, z_s^t, m^t] (state, joint SALE state embedding, foresight of imagined rollouts)
+instead of the state alone.
+
+abs() keeps both mixing layers' weights non-negative, so for a fixed c^t the mixer is monotonic
+in every agent's Q and greedy decentralised action selection stays consistent with Q_tot (IGM),
+provided c^t does not depend on the action taken at t: z_sa of the taken action never enters.
+``args.mixer_inputs`` picks and orders the parts (ablations drop some); ``context`` joins them.
+"""
+import torch
+
+from modules.mixers.qmix import QMixer, state_size
+
+CONTEXT_PARTS = ("state", "sale", "foresight")
+
+
+def context_part_sizes(args):
+    return {"state": state_size(args), "sale": args.sale_dim, "foresight": args.imagination_dim}
+
+
+class QMixSALE(QMixer):
+    def __init__(self, args):
+        unknown = [part for part in args.mixer_inputs if part not in CONTEXT_PARTS]
+        if unknown or not args.mixer_inputs:
+            raise ValueError(f"mixer_inputs={args.mixer_inputs!r}: choose a non-empty list from "
+                             f"{list(CONTEXT_PARTS)}")
+        sizes = context_part_sizes(args)
+        self.inputs = list(args.mixer_inputs)
+        super().__init__(args, input_dim=sum(sizes[part] for part in self.inputs))
+
+    def context(self, **parts):
+        """Concatenate the configured parts (given by name, [..., size]) into c."""
+        missing = [part for part in self.inputs if parts.get(part) is None]
+        if missing:
+            raise ValueError(f"qmix_sale needs context parts {missing}")
+        return torch.cat([parts[part] for part in self.inputs], dim=-1)

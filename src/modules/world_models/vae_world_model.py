@@ -1,0 +1,239 @@
+"""VAE world model of a Dec-POMDP: two VAEs that roll latent trajectories forward (imagination).
+
+Per agent i a latent z_i (``agent_latent_dim``); the joint latent is Z = concat(z_1..z_n).
+- Posterior (observation VAE), shared by the agents: q(z_i^t | o_i^t, h_i^{t-1}, id_i), with h the
+  agent's recurrent state (given detached), so the latent carries history. Decoders rebuild o_i^t
+  and the available actions from z_i^t, and (the global-state module) s^t from Z^t.
+- Prior (transition VAE): p(Z^{t+1} | Z^t, a^t) from an MLP of [Z^t, z_sa^t, E(a^t)], where z_sa
+  is the joint SALE embedding (given detached; left out with ``use_sale: False``) and E embeds
+  each agent's one-hot action. The same trunk predicts the team reward and the continuation
+  (Bernoulli of not terminated; time-outs continue).
+- KL balancing between q(Z^{t+1}) and p(Z^{t+1} | Z^t, a^t); a small KL of the prior to N(0, I).
+Losses sum over feature dimensions and average over valid (batch, time, agent) entries.
+
+``imagine`` rolls the prior's mean H steps from given latents, asking a policy callback for the
+actions at every imagined step; ``RolloutEncoder`` turns a rollout into foresight vectors.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from utils.latent_utils import balanced_kl, standard_normal_kl
+from utils.rl_utils import masked_mean
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+def _mlp(in_dim, hidden_dim, out_dim):
+    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ELU(), nn.Linear(hidden_dim, out_dim))
+
+
+def _gaussian(raw):
+    """Split [..., 2k] into a mean and a log std squashed smoothly into [LOG_STD_MIN, LOG_STD_MAX]."""
+    mean, raw_log_std = raw.chunk(2, dim=-1)
+    log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw_log_std) + 1)
+    return mean, log_std
+
+
+def usable_actions(avail_logits):
+    """Predicted availability (probability > 0.5) as 0/1; a row with none available gets its most
+    likely action."""
+    avail = (avail_logits > 0).float()
+    empty = avail.sum(dim=-1, keepdim=True) == 0
+    most_likely = F.one_hot(avail_logits.argmax(dim=-1), avail_logits.shape[-1]).float()
+    return torch.where(empty, most_likely, avail)
+
+
+class VAEWorldModel(nn.Module):
+    def __init__(self, scheme, args):
+        super().__init__()
+        obs_shape = scheme["obs"]["vshape"]
+        self.obs_dim = obs_shape if isinstance(obs_shape, int) else math.prod(obs_shape)
+        state_shape = args.state_shape
+        self.state_dim = state_shape if isinstance(state_shape, int) else math.prod(state_shape)
+        self.n_agents, self.n_actions = args.n_agents, args.n_actions
+        self.latent_dim = args.agent_latent_dim
+        self.joint_latent_dim = self.n_agents * self.latent_dim
+        self.use_sale = args.use_sale
+        self.args = args
+        width = args.world_model_dim
+        ids = self.n_agents
+
+        self.posterior = _mlp(self.obs_dim + args.hidden_dim + ids, width, 2 * self.latent_dim)
+        self.obs_decoder = _mlp(self.latent_dim + ids, width, self.obs_dim)
+        self.avail_decoder = _mlp(self.latent_dim + ids, width, self.n_actions)
+        self.action_embed = nn.Linear(self.n_actions, args.action_embed_dim, bias=False)
+        transition_in = (self.joint_latent_dim + self.n_agents * args.action_embed_dim
+                         + (args.sale_dim if self.use_sale else 0))
+        self.transition = nn.Sequential(nn.Linear(transition_in, width), nn.ELU(),
+                                        nn.Linear(width, width), nn.ELU())
+        self.prior_head = nn.Linear(width, 2 * self.joint_latent_dim)
+        self.reward_head = nn.Linear(width, 1)
+        self.continuation_head = nn.Linear(width, 1)
+        self.state_decoder = (_mlp(self.joint_latent_dim, width, self.state_dim)
+                              if args.use_state_decoder else None)
+        self.register_buffer("agent_ids", torch.eye(self.n_agents), persistent=False)
+
+    # --- pieces ----------------------------------------------------------------------------------
+    def _with_ids(self, x):
+        """Append the agent id one-hot to [..., n_agents, k]."""
+        return torch.cat([x, self.agent_ids.expand(*x.shape[:-2], -1, -1)], dim=-1)
+
+    def observe(self, obs, prev_hidden):
+        """Posterior q(z_i | o_i, h_i^{t-1}): (mean, log_std), each [..., n_agents, latent]."""
+        return _gaussian(self.posterior(self._with_ids(torch.cat([obs, prev_hidden], dim=-1))))
+
+    def decode_obs(self, z):
+        """[..., n_agents, latent] -> observations [..., n_agents, obs_dim]."""
+        return self.obs_decoder(self._with_ids(z))
+
+    def avail_logits(self, z):
+        return self.avail_decoder(self._with_ids(z))
+
+    def decode_state(self, joint_latent):
+        return self.state_decoder(joint_latent)
+
+    def step(self, joint_latent, actions_onehot, sale_embedding=None):
+        """The transition from (Z^t, a^t): prior (mean, log_std) of Z^{t+1} [..., n*latent],
+        reward [..., 1] and continuation logit [..., 1]."""
+        parts = [joint_latent, self.action_embed(actions_onehot).flatten(-2)]
+        if self.use_sale:
+            parts.append(sale_embedding.detach())
+        trunk = self.transition(torch.cat(parts, dim=-1))
+        prior = _gaussian(self.prior_head(trunk))
+        return prior, self.reward_head(trunk), self.continuation_head(trunk)
+
+    # --- training --------------------------------------------------------------------------------
+    def loss(self, posterior, actions_onehot, avail_actions, obs, state, rewards, terminated,
+             slot_mask, step_mask, sale_embedding=None):
+        """The world-model loss on real episodes. Slots are [B, T+1, ...], transitions [B, T, ...];
+        ``sale_embedding`` is z_sa of the taken actions at the first T slots. Returns the total
+        and a dict of its terms (unweighted)."""
+        args = self.args
+        mean, log_std = posterior
+        z = mean + torch.exp(log_std) * torch.randn_like(mean)  # [B, T+1, n, latent]
+        joint = z.flatten(-2)
+        agent_slot_mask = slot_mask.unsqueeze(-1)  # [B, T+1, 1, 1] against [B, T+1, n, k]
+
+        terms = {
+            "wm_recon_loss": masked_mean((self.decode_obs(z) - obs).pow(2).sum(-1, keepdim=True),
+                                         agent_slot_mask),
+            "wm_avail_loss": masked_mean(F.binary_cross_entropy_with_logits(
+                self.avail_logits(z), avail_actions, reduction="none").sum(-1, keepdim=True),
+                agent_slot_mask),
+        }
+        if self.state_decoder is not None:
+            terms["wm_state_loss"] = masked_mean(
+                (self.decode_state(joint) - state).pow(2).sum(-1, keepdim=True), slot_mask)
+
+        prior, reward, continuation_logit = self.step(joint[:, :-1], actions_onehot[:, :-1],
+                                                      sale_embedding)
+        next_posterior = (mean[:, 1:].flatten(-2), log_std[:, 1:].flatten(-2))
+        kl = balanced_kl(next_posterior, prior, args.kl_balance)
+        kl = kl.view(*kl.shape[:-1], self.n_agents, self.latent_dim).sum(-1, keepdim=True)
+        if args.kl_free_nats > 0:
+            kl = kl.clamp_min(args.kl_free_nats)
+        agent_step_mask = step_mask.unsqueeze(-1)
+        terms["wm_kl_loss"] = masked_mean(kl, agent_step_mask)
+        prior_kl = standard_normal_kl(*prior)
+        prior_kl = prior_kl.view(*prior_kl.shape[:-1], self.n_agents, self.latent_dim).sum(-1, keepdim=True)
+        terms["wm_prior_kl_loss"] = masked_mean(prior_kl, agent_step_mask)
+        terms["wm_reward_loss"] = masked_mean((reward - rewards).pow(2), step_mask)
+        terms["wm_continuation_loss"] = masked_mean(F.binary_cross_entropy_with_logits(
+            continuation_logit, 1 - terminated, reduction="none"), step_mask)
+
+        total = (args.recon_loss_weight * terms["wm_recon_loss"]
+                 + args.avail_loss_weight * terms["wm_avail_loss"]
+                 + args.kl_weight * terms["wm_kl_loss"]
+                 + args.kl_prior_weight * terms["wm_prior_kl_loss"]
+                 + args.reward_loss_weight * terms["wm_reward_loss"]
+                 + args.continuation_loss_weight * terms["wm_continuation_loss"])
+        if self.state_decoder is not None:
+            total = total + args.state_loss_weight * terms["wm_state_loss"]
+        return total, terms
+
+    # --- imagination -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def imagine(self, start_latent, start_actions, act, horizon, joint_sale=None, noise=0.0):
+        """Roll the prior H steps from Z^t [N, n*latent] with the actions a^t [N, n] (long).
+
+        At each imagined step k = 1..H the policy callback ``act(k, obs, avail, last_actions_onehot)``
+        gets the decoded observations [N, n, obs_dim], the predicted available actions (0/1,
+        [N, n, n_actions]) and the previous actions' one-hots, and returns actions [N, n] (long).
+        Everything returned is detached. Returns a dict: ``latents`` [N, H, n*latent],
+        ``rewards`` and ``continuations`` (probabilities) [N, H, 1] of the transitions k-1 -> k,
+        ``actions`` [N, H+1, n] (index 0: a^t), ``avail`` [N, H, n, n_actions], ``states``
+        [N, H, state_dim] (None without a state decoder).
+        """
+        latent, actions = start_latent, start_actions
+        out = {"latents": [], "rewards": [], "continuations": [], "actions": [actions],
+               "avail": [], "states": []}
+        for k in range(1, horizon + 1):
+            actions_onehot = F.one_hot(actions, self.n_actions).float()
+            sale = None
+            if self.use_sale:
+                sale = joint_sale.embed_action(joint_sale.embed(latent), actions_onehot.flatten(-2))
+            (mean, log_std), reward, continuation_logit = self.step(latent, actions_onehot, sale)
+            latent = mean + noise * torch.exp(log_std) * torch.randn_like(mean) if noise else mean
+            z = latent.view(-1, self.n_agents, self.latent_dim)
+            avail = usable_actions(self.avail_logits(z))
+            actions = act(k, self.decode_obs(z), avail, actions_onehot)
+            out["latents"].append(latent)
+            out["rewards"].append(reward)
+            out["continuations"].append(torch.sigmoid(continuation_logit))
+            out["actions"].append(actions)
+            out["avail"].append(avail)
+            if self.state_decoder is not None:
+                out["states"].append(self.decode_state(latent))
+        result = {key: torch.stack(values, dim=1) for key, values in out.items() if values}
+        result.setdefault("states", None)
+        return result
+
+    @torch.no_grad()
+    def prediction_errors(self, joint_mean, actions_onehot, state, rewards, step_mask, horizon,
+                          joint_sale=None):
+        """Open-loop errors of the prior's mean against the posterior means along real episodes,
+        after 1 and after H steps (real actions): latent MSE, state error norm, reward error."""
+        errors = {}
+        steps = actions_onehot.shape[1] - 1
+        for depth in sorted({1, horizon}):
+            if depth > steps:
+                continue
+            starts = steps - depth + 1
+            latent = joint_mean[:, :starts]
+            valid = torch.ones_like(step_mask[:, :starts])
+            for k in range(depth):
+                onehot = actions_onehot[:, k:k + starts]
+                sale = None
+                if self.use_sale:
+                    sale = joint_sale.embed_action(joint_sale.embed(latent), onehot.flatten(-2))
+                (latent, _), reward, _ = self.step(latent, onehot, sale)
+                valid = valid * step_mask[:, k:k + starts]
+            target = joint_mean[:, depth:depth + starts]
+            errors[f"wm_latent_error_{depth}step"] = masked_mean(
+                (latent - target).pow(2).sum(-1, keepdim=True), valid).item()
+            errors[f"wm_reward_error_{depth}step"] = masked_mean(
+                (reward - rewards[:, depth - 1:depth - 1 + starts]).abs(), valid).item()
+            if self.state_decoder is not None:
+                errors[f"wm_state_error_{depth}step"] = masked_mean(
+                    (self.decode_state(latent) - state[:, depth:depth + starts]).norm(dim=-1, keepdim=True),
+                    valid).item()
+        return errors
+
+
+class RolloutEncoder(nn.Module):
+    """A GRU that reads a rollout [Z^{t+H}, ..., Z^{t+1}, Z^t] from far to near. Its state after
+    reading down to step k is the foresight of step k: one pass gives the foresight of the start
+    (index 0) and of every imagined step (index k)."""
+
+    def __init__(self, latent_dim, imagination_dim):
+        super().__init__()
+        self.gru = nn.GRU(latent_dim, imagination_dim, batch_first=True)
+
+    def forward(self, start_latent, imagined_latents):
+        """[N, L] and [N, H, L] -> foresight [N, H+1, imagination_dim]."""
+        sequence = torch.cat([start_latent.unsqueeze(1), imagined_latents], dim=1).flip(1)
+        foresight, _ = self.gru(sequence)
+        return foresight.flip(1)
