@@ -15,7 +15,8 @@ BUDGET = ["t_max=2000", "epsilon_anneal_time=1000", "test_interval=500", "test_n
           "env_args.payoff=[[10, 0, 0], [0, 2, 0], [0, 0, 5]]"]
 
 
-@pytest.mark.parametrize("alg", ["iql", "vdn", "qmix", "qmix_ns"])
+@pytest.mark.parametrize("alg", ["iql", "vdn", "qmix", "qmix_ns", "sale_mb", "sale_mb_no_wm", "sale_mb_no_sale",
+                                 "sale_mb_no_klbal", "sale_mb_no_state"])
 def test_reaches_the_optimum_of_a_cooperative_matrix_game(tmp_path, alg):
     result = run_main(alg, "matrix_game", tmp_path, BUDGET)
     assert result.returncode == 0, result.stderr[-3000:]

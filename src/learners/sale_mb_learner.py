@@ -170,32 +170,42 @@ class SALEMBLearner:
             stats["agent_sale_loss"] = self._agent_sale_loss(obs, actions_onehot, avail, step_mask)
             model_loss = model_loss + args.sale_loss_weight * stats["agent_sale_loss"]
 
+        # --- the slots TD reads: all, or `imagination_starts` sampled steps t with their t+1 ---
+        slots, now, following = self._td_slots(step_mask)
+        td_actions, td_rewards, td_terminated, td_mask = (
+            _take(x, None if slots is None else slots[:, now])
+            for x in (actions, rewards, terminated, step_mask))
+        agent_qs_s, target_qs_s, avail_s, state_s = (_take(x, slots) for x in (agent_qs, target_qs, avail, state))
+
         # --- imagination and foresight ---------------------------------------------------------
         rollout, foresight = None, None
         if self.world_model is not None:
             if warming_up:
-                foresight = obs.new_zeros(*obs.shape[:2], 1, args.imagination_dim)
+                foresight = obs.new_zeros(*agent_qs_s.shape[:2], 1, args.imagination_dim)
             else:
-                rollout = self._imagine(batch, agent_qs, hidden, target_hidden, joint_mean)
-                foresight = rollout["foresight"]  # [B, T+1, H+1, D]
+                rollout = self._imagine(agent_qs_s, _take(hidden, slots), _take(target_hidden, slots),
+                                        _take(joint_mean, slots), avail_s)
+                foresight = rollout["foresight"]  # [B, S, H+1, D]
         context = self.mixer.context(
-            state=state, sale=None if sale_state is None else sale_state.detach(),
+            state=state_s, sale=None if sale_state is None else _take(sale_state.detach(), slots),
             foresight=None if foresight is None else foresight[:, :, 0])
 
         # --- real TD -------------------------------------------------------------------------
-        chosen_qs = torch.gather(agent_qs[:, :-1], 3, actions).squeeze(3)
-        q_tot = self.mixer(chosen_qs, context[:, :-1])
+        chosen_qs = torch.gather(agent_qs_s[:, now], 3, td_actions).squeeze(3)
+        q_tot = self.mixer(chosen_qs, context[:, now])
         with torch.no_grad():
-            next_qs = _double_q(agent_qs[:, 1:], target_qs[:, 1:], avail[:, 1:], args.double_q)
-            next_q_tot = self._clip(self.target_mixer(next_qs, context[:, 1:].detach()))
-            targets = build_td_targets(rewards, terminated, next_q_tot, args.gamma)
+            next_qs = _double_q(agent_qs_s[:, following], target_qs_s[:, following],
+                                avail_s[:, following], args.double_q)
+            next_q_tot = self._clip(self.target_mixer(next_qs, context[:, following].detach()))
+            targets = build_td_targets(td_rewards, td_terminated, next_q_tot, args.gamma)
         td_error = q_tot - targets
-        stats["td_loss"] = masked_mean(td_error.pow(2), step_mask)
+        stats["td_loss"] = masked_mean(td_error.pow(2), td_mask)
         td_loss = stats["td_loss"]
 
         # --- imagined TD -----------------------------------------------------------------------
         if rollout is not None and args.imagined_td_weight > 0:
-            stats["imagined_td_loss"] = self._imagined_td_loss(rollout, agent_qs, context, start_mask)
+            stats["imagined_td_loss"] = self._imagined_td_loss(rollout, agent_qs_s, context,
+                                                               _take(start_mask, slots))
             td_loss = td_loss + args.imagined_td_weight * stats["imagined_td_loss"]
 
         # --- one step for each optimiser -------------------------------------------------------
@@ -212,16 +222,16 @@ class SALEMBLearner:
             wm_grad_norm = torch.nn.utils.clip_grad_norm_(self.model_params, args.model_grad_clip)
             self.wm_optimiser.step()
         self.optimiser.step()
-        self._track_target_range(targets, step_mask)
+        self._track_target_range(targets, td_mask)
 
         self.training_steps += 1
         self._refresh_targets()
 
         if t_env - self.log_stats_t >= args.learner_log_interval:
             stats.update(loss=td_loss + model_loss, grad_norm=grad_norm, wm_grad_norm=wm_grad_norm,
-                         td_error_abs=masked_mean(td_error.abs(), step_mask),
-                         q_taken_mean=masked_mean(chosen_qs, step_mask) / self.n_agents,
-                         target_mean=masked_mean(targets, step_mask) / self.n_agents)
+                         td_error_abs=masked_mean(td_error.abs(), td_mask),
+                         q_taken_mean=masked_mean(chosen_qs, td_mask) / self.n_agents,
+                         target_mean=masked_mean(targets, td_mask) / self.n_agents)
             if sale_state is not None:
                 stats["joint_sale_std"] = sale_state.detach()[start_mask.squeeze(-1) > 0].std(0).mean()
             if self.world_model is not None:
@@ -246,10 +256,23 @@ class SALEMBLearner:
         dead = (avail[:, :-1].sum(-1, keepdim=True) == 1) & (avail[:, :-1, :, :1] == 1)
         return masked_mean(error, step_mask.unsqueeze(-1) * (~dead).float())
 
-    def _imagine(self, batch, agent_qs, hidden, target_hidden, joint_mean):
+    def _td_slots(self, step_mask):
+        """(slots, now, following): TD reads slot positions ``now`` and their successors
+        ``following`` of the slots [B, S] (None: all T+1 slots, now = 0..T-1). With
+        ``imagination_starts`` = k, k valid steps t per episode are drawn without replacement
+        and slots = [t_1..t_k, t_1+1..t_k+1]."""
+        steps = step_mask.shape[1]
+        starts = self.args.imagination_starts
+        if starts is None or starts >= steps:
+            return None, slice(0, steps), slice(1, steps + 1)
+        weights = step_mask.squeeze(-1) + 1e-6  # invalid steps only when too few are valid
+        picked = torch.multinomial(weights, starts)
+        return torch.cat([picked, picked + 1], dim=1), slice(0, starts), slice(starts, 2 * starts)
+
+    def _imagine(self, agent_qs, hidden, target_hidden, joint_mean, avail):
         """Roll the world model from every slot with the agents' policy; return the rollout with
         per-step live agent Qs (with gradient), target agent Qs and foresight, all shaped
-        [B, T+1, H(+1), ...]."""
+        [B, S, H(+1), ...]."""
         args = self.args
         batch_size, slots = joint_mean.shape[:2]
         rows, n, n_actions = batch_size * slots, self.n_agents, self.n_actions
@@ -268,7 +291,7 @@ class SALEMBLearner:
             return self._policy_actions(q.detach().view(rows, n, n_actions), avail)
 
         first_actions = self._policy_actions(agent_qs.detach().reshape(rows, n, n_actions),
-                                             batch["avail_actions"].reshape(rows, n, n_actions).float())
+                                             avail.reshape(rows, n, n_actions))
         start = joint_mean.reshape(rows, -1)
         rollout = self.world_model.imagine(start, first_actions, act, args.rollout_depth,
                                            self.joint_sale, args.rollout_noise)
@@ -418,6 +441,14 @@ def _forward_episodes(mac, batch):
         outs.append(mac.forward(batch, t=t))
         hiddens.append(mac.hidden_states.view(batch.batch_size, mac.n_agents, -1))
     return torch.stack(outs, dim=1), torch.stack(hiddens, dim=1)
+
+
+def _take(x, slots):
+    """x [B, T, ...] at the slots [B, S] (all of x when slots is None)."""
+    if slots is None:
+        return x
+    index = slots.view(*slots.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
+    return torch.gather(x, 1, index)
 
 
 def _double_q(live_next_qs, target_next_qs, avail, double_q):

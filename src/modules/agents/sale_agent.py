@@ -32,7 +32,7 @@ class StateActionEncoder(nn.Module):
                                nn.Linear(hidden_dim, embed_dim))
         self.g_state = nn.Linear(embed_dim, hidden_dim)
         self.g_action = nn.Linear(n_actions, hidden_dim, bias=False)
-        self.g_out = nn.Sequential(nn.ELU(), nn.Linear(hidden_dim, embed_dim))
+        self.g_out = nn.Linear(hidden_dim, embed_dim)
 
     def embed(self, x):
         """z = AvgL1Norm(f(x)), [..., embed_dim]."""
@@ -40,11 +40,11 @@ class StateActionEncoder(nn.Module):
 
     def embed_action(self, z, actions_onehot):
         """z_a for the given (one-hot, or joint concatenated one-hot) actions, [..., embed_dim]."""
-        return self.g_out(self.g_state(z) + self.g_action(actions_onehot))
+        return self.g_out(F.elu(self.g_state(z) + self.g_action(actions_onehot)))
 
-    def embed_all_actions(self, z):
-        """z_a for every single action: [..., n_actions, embed_dim]."""
-        return self.g_out(self.g_state(z).unsqueeze(-2) + self.g_action.weight.t())
+    def action_features(self, z):
+        """g's hidden layer for every single action, [..., n_actions, hidden]: z_a = g_out(it)."""
+        return F.elu(self.g_state(z).unsqueeze(-2) + self.g_action.weight.t())
 
 
 def frozen_copy(module):
@@ -97,12 +97,18 @@ class SALEAgent(nn.Module):
         return self.q_values(h, inputs[..., :self.obs_dim]), h
 
     def q_values(self, h, obs):
-        """Q of every action from the recurrent state and the (fixed or fixed-target) SALE."""
+        """Q of every action from the recurrent state and the (fixed or fixed-target) SALE.
+
+        z_oa = g_out(u_a) is linear in g's hidden layer u_a, so the Q head's z_oa weights are
+        folded into g_out: one matmul per (row, action) instead of two, same function."""
         encoder = self.fixed_target_encoder if self.read_target_encoder else self.fixed_encoder
         z_o = encoder.embed(obs)
-        z_oa = encoder.embed_all_actions(z_o)  # [..., n_actions, sale_dim]
-        shared = self.q_hidden(avg_l1_norm(self.hidden_proj(h))) + self.q_state(z_o)
-        per_action = self.q_state_action(z_oa) + self.q_action.weight.t()
+        action_features = encoder.action_features(z_o)  # [..., n_actions, sale_hidden]
+        folded_weight = self.q_state_action.weight @ encoder.g_out.weight
+        folded_bias = self.q_state_action(encoder.g_out.bias)
+        shared = (self.q_hidden(avg_l1_norm(self.hidden_proj(h))) + self.q_state(z_o)
+                  + folded_bias)
+        per_action = F.linear(action_features, folded_weight) + self.q_action.weight.t()
         return self.q_out(F.elu(shared.unsqueeze(-2) + per_action)).squeeze(-1)
 
     # --- the live encoder, for the learner's SALE loss -------------------------------------------

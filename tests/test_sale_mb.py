@@ -1,0 +1,765 @@
+"""Property tests for SALE-MB (docs/method.md): AvgL1Norm, SALE and KL balancing maths, the
+monotonic context mixer, imagination, the world model, the learner's update, gradient routes,
+checkpoints, end-to-end runs of every ablation and start-up config checks.
+
+Learners here are built from the real `sale_mb*.yaml` configs (shrunk widths) on small hand-made
+EpisodeBatches."""
+import copy
+import math
+import os
+import subprocess
+import sys
+from functools import lru_cache
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from components.episode_buffer import EpisodeBatch
+from components.transforms import OneHot
+from controllers import REGISTRY as mac_REGISTRY
+from helpers import MAIN, TINY, metric, read_json, run_main, sacred_runs
+from learners import REGISTRY as learner_REGISTRY
+from modules.agents.sale_agent import SALEAgent, StateActionEncoder
+from modules.mixers.qmix_sale import QMixSALE
+from modules.world_models import REGISTRY as world_model_REGISTRY
+from modules.world_models.vae_world_model import RolloutEncoder, usable_actions
+from utils.config import build_config
+from utils.latent_utils import avg_l1_norm, balanced_kl, gaussian_kl, standard_normal_kl
+
+RING = 5                                   # cells of the toy ring world (observation = one-hot cell)
+N_AGENTS, N_ACTIONS, OBS_DIM, STATE_DIM = 2, 4, RING, 2 * RING
+HORIZON = 3                                # rollout_depth of sale_mb.yaml
+SMALL = dict(hidden_dim=16, sale_dim=8, sale_hidden_dim=16, q_head_dim=16, mixing_embed_dim=8,
+             hypernet_embed=16, agent_latent_dim=4, world_model_dim=32, action_embed_dim=4,
+             imagination_dim=8)
+
+
+class RecordingLogger:
+    def __init__(self):
+        self.stats = {}
+
+    def log_stat(self, key, value, t):
+        self.stats.setdefault(key, []).append((t, value))
+
+
+@lru_cache(maxsize=None)
+def _config(alg):
+    return build_config(alg, "matrix_game", [])
+
+
+def sale_args(alg="sale_mb", **overrides):
+    """The alg's real config (defaults + yaml) with small widths, the toy sizes, no warm-up, a
+    log line every update and TD/imagination on every slot (imagination_starts=null)."""
+    config = copy.deepcopy(_config(alg))
+    config.update(SMALL, n_agents=N_AGENTS, n_actions=N_ACTIONS, state_shape=STATE_DIM,
+                  obs_shape=OBS_DIM, device="cpu", learner_log_interval=0, wm_warmup=0,
+                  batch_size=4, imagination_starts=None)
+    config.update(overrides)
+    return SimpleNamespace(**config)
+
+
+def make_batch(seed=0, lengths=(6, 3, 6, 4), terminal=(False, True, False, True), slots=8):
+    """Random episodes: episode b has lengths[b] transitions (slots 0..lengths[b] filled) and ends
+    in a real terminal where terminal[b]. Actions 0 and 1 are always available, 2 and 3 at random."""
+    generator = torch.Generator().manual_seed(seed)
+    batch_size = len(lengths)
+    scheme = {"state": {"vshape": STATE_DIM}, "obs": {"vshape": OBS_DIM, "group": "agents"},
+              "actions": {"vshape": (1,), "group": "agents", "dtype": torch.long},
+              "avail_actions": {"vshape": (N_ACTIONS,), "group": "agents", "dtype": torch.int},
+              "reward": {"vshape": (1,)}, "terminated": {"vshape": (1,), "dtype": torch.uint8}}
+    batch = EpisodeBatch(scheme, {"agents": N_AGENTS}, batch_size, slots,
+                         preprocess={"actions": ("actions_onehot", [OneHot(N_ACTIONS)])})
+    filled = torch.zeros(batch_size, slots, 1, dtype=torch.long)
+    terminated = torch.zeros(batch_size, slots, 1, dtype=torch.uint8)
+    for b, (length, ends) in enumerate(zip(lengths, terminal)):
+        filled[b, :length + 1] = 1
+        terminated[b, length - 1] = int(ends)
+    avail = torch.rand(batch_size, slots, N_AGENTS, N_ACTIONS, generator=generator) < 0.5
+    avail[..., :2] = True
+    scores = torch.rand(batch_size, slots, N_AGENTS, N_ACTIONS, generator=generator)
+    actions = scores.masked_fill(~avail, -1).argmax(-1, keepdim=True)
+    avail = avail.int() * filled.unsqueeze(-1)
+    rewards = (actions.squeeze(-1) == 1).float().sum(-1, keepdim=True) - 0.5
+    batch.update({"obs": torch.randn(batch_size, slots, N_AGENTS, OBS_DIM, generator=generator),
+                  "state": torch.randn(batch_size, slots, STATE_DIM, generator=generator),
+                  "avail_actions": avail, "actions": actions * filled.unsqueeze(-1),
+                  "reward": rewards * filled, "terminated": terminated, "filled": filled},
+                 ts=slice(None))
+    return batch
+
+
+def full_batch(seed=0):
+    """Four episodes of 6 transitions that all time out: no padding, no terminal."""
+    return make_batch(seed, lengths=(6, 6, 6, 6), terminal=(False,) * 4, slots=7)
+
+
+def make_learner(seed=0, alg="sale_mb", scheme=None, **overrides):
+    torch.manual_seed(seed)
+    scheme = make_batch().scheme if scheme is None else scheme
+    args = sale_args(alg, **overrides)
+    mac = mac_REGISTRY[args.mac](scheme, {"agents": N_AGENTS}, args)
+    return learner_REGISTRY[args.learner](mac, scheme, RecordingLogger(), args)
+
+
+def logged(learner, key):
+    return [value for _, value in learner.logger.stats[key]]
+
+
+def real_rollout(learner, batch):
+    """What train() hands learner._imagine: agents over the batch, the posterior means."""
+    agent_qs, hidden = learner.mac.forward_all(batch, return_hidden=True)
+    with torch.no_grad():
+        _, target_hidden = learner.target_mac.forward_all(batch, return_hidden=True)
+    prev_hidden = torch.cat([torch.zeros_like(target_hidden[:, :1]), target_hidden[:, :-1]], 1)
+    joint_mean = learner.world_model.observe(batch["obs"], prev_hidden)[0].flatten(-2).detach()
+    return learner._imagine(agent_qs, hidden, target_hidden, joint_mean,
+                            batch["avail_actions"].float())
+
+
+def state_equal(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# =================================================================================================
+# 1. AvgL1Norm
+@pytest.mark.parametrize("scale", [1e-4, 1e-2, 1.0, 1e2, 1e4])
+def test_avg_l1_norm_gives_unit_mean_absolute_value(scale):
+    """Every vector (last dim) comes out with mean |x| = 1, same signs, same direction."""
+    generator = torch.Generator().manual_seed(int(math.log10(scale)) + 10)
+    x = (torch.randn(6, 5, 17, generator=generator) + 0.3) * scale
+    y = avg_l1_norm(x)
+    torch.testing.assert_close(y.abs().mean(-1), torch.ones(6, 5))
+    assert torch.equal(y.sign(), x.sign())
+    torch.testing.assert_close(avg_l1_norm(7.0 * x), y)  # only the direction matters
+    assert torch.isfinite(avg_l1_norm(torch.zeros(3, 4))).all()
+
+
+# =================================================================================================
+# 2. SALE losses on a deterministic transition table
+def transition_table(n_states=6, dim=5, seed=0):
+    """Inputs x_s, one-hot actions a and x_{next(s, a)} for every (s, a) of a fixed table."""
+    generator = torch.Generator().manual_seed(seed)
+    states = torch.randn(n_states, dim, generator=generator)
+    next_state = torch.randint(n_states, (n_states, N_ACTIONS), generator=generator)
+    x = states.repeat_interleave(N_ACTIONS, dim=0)
+    actions = torch.eye(N_ACTIONS).repeat(n_states, 1)
+    return x, actions, states[next_state.flatten()]
+
+
+def train_sale(embed, embed_action, params, table, updates=1000):
+    """Adam on ||g(f(x_t), a_t) - sg f(x_{t+1})||^2; returns the losses."""
+    x, actions, x_next = table
+    optimiser = torch.optim.Adam(params, lr=3e-3)
+    losses = []
+    for _ in range(updates):
+        loss = (embed_action(embed(x), actions) - embed(x_next).detach()).pow(2).sum(-1).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_state_action_encoder_learns_a_deterministic_transition_table():
+    """The SALE loss of TD7's encoder pair falls below 10% of its start on a fixed table."""
+    torch.manual_seed(0)
+    encoder = StateActionEncoder(OBS_DIM, N_ACTIONS, embed_dim=8, hidden_dim=32)
+    losses = train_sale(encoder.embed, encoder.embed_action, encoder.parameters(),
+                        transition_table(dim=OBS_DIM))
+    assert losses[-1] < 0.1 * losses[0], (losses[0], losses[-1])
+
+
+def test_sale_agent_live_encoder_learns_while_q_reads_the_fixed_copy():
+    """Through SALEAgent.embed/embed_action the SALE loss falls below 10%; the Q-values do not
+    move (they read the fixed copy) until refresh_fixed_encoders, and then they do."""
+    torch.manual_seed(0)
+    args = sale_args()
+    input_shape = OBS_DIM + N_ACTIONS + N_AGENTS
+    agent = SALEAgent(input_shape, args)
+    inputs = torch.randn(10, input_shape)
+    hidden = agent.init_hidden().expand(10, -1)
+    q_before = agent(inputs, hidden)[0].detach()
+    losses = train_sale(agent.embed, agent.embed_action, list(agent.encoder_parameters()),
+                        transition_table(dim=OBS_DIM))
+    assert losses[-1] < 0.1 * losses[0], (losses[0], losses[-1])
+    assert torch.equal(agent(inputs, hidden)[0], q_before)
+    agent.refresh_fixed_encoders()
+    assert not torch.allclose(agent(inputs, hidden)[0], q_before)
+
+
+def test_q_head_reads_fixed_copy_and_target_reads_fixed_target_copy():
+    """Perturbing the live encoder moves no Q; the fixed copy moves the live Q only; the fixed
+    target copy moves only what read_target_encoder=True returns."""
+    torch.manual_seed(0)
+    input_shape = OBS_DIM + N_ACTIONS + N_AGENTS
+    agent = SALEAgent(input_shape, sale_args())
+    inputs, hidden = torch.randn(6, input_shape), agent.init_hidden().expand(6, -1)
+
+    def both_qs():
+        agent.read_target_encoder = False
+        live = agent(inputs, hidden)[0].detach()
+        agent.read_target_encoder = True
+        target = agent(inputs, hidden)[0].detach()
+        return live, target
+
+    live, target = both_qs()
+    for name, live_moves, target_moves in [("encoder", False, False),
+                                           ("fixed_encoder", True, False),
+                                           ("fixed_target_encoder", False, True)]:
+        with torch.no_grad():
+            for param in getattr(agent, name).parameters():
+                param.add_(0.3)
+        new_live, new_target = both_qs()
+        assert (not torch.equal(new_live, live)) == live_moves, name
+        assert (not torch.equal(new_target, target)) == target_moves, name
+        live, target = new_live, new_target
+
+
+# =================================================================================================
+# 3. KL balancing
+def gaussians(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(3, 4, generator=generator).requires_grad_() for _ in range(4)]
+
+
+def kl_grads(kl_fn):
+    q_mean, q_log_std, p_mean, p_log_std = params = gaussians()
+    value = kl_fn((q_mean, q_log_std), (p_mean, p_log_std))
+    return value.detach(), torch.autograd.grad(value.sum(), params)
+
+
+def test_gaussian_kls_match_torch_distributions():
+    q_mean, q_log_std, p_mean, p_log_std = (t.detach() for t in gaussians())
+    q, p = (torch.distributions.Normal(m, s.exp()) for m, s in ((q_mean, q_log_std), (p_mean, p_log_std)))
+    torch.testing.assert_close(gaussian_kl(q_mean, q_log_std, p_mean, p_log_std),
+                               torch.distributions.kl_divergence(q, p))
+    torch.testing.assert_close(standard_normal_kl(q_mean, q_log_std),
+                               gaussian_kl(q_mean, q_log_std, torch.zeros(3, 4), torch.zeros(3, 4)))
+
+
+@pytest.mark.parametrize("alpha", [0.8, 0.7, 0.3])
+def test_balanced_kl_splits_the_gradient_alpha_to_prior(alpha):
+    """Value = KL(q || p); the prior gets alpha and the posterior 1 - alpha of KL's gradient."""
+    plain_value, plain = kl_grads(lambda q, p: gaussian_kl(*q, *p))
+    value, balanced = kl_grads(lambda q, p: balanced_kl(q, p, alpha))
+    torch.testing.assert_close(value, plain_value)
+    for posterior_grad, plain_grad in zip(balanced[:2], plain[:2]):
+        torch.testing.assert_close(posterior_grad, (1 - alpha) * plain_grad)
+    for prior_grad, plain_grad in zip(balanced[2:], plain[2:]):
+        torch.testing.assert_close(prior_grad, alpha * plain_grad)
+
+
+def test_plain_kl_equals_alpha_half_up_to_scale():
+    """alpha=None (no balancing) has the value of alpha=0.5 and exactly twice its gradient."""
+    half_value, half = kl_grads(lambda q, p: balanced_kl(q, p, 0.5))
+    plain_value, plain = kl_grads(lambda q, p: balanced_kl(q, p, None))
+    torch.testing.assert_close(plain_value, half_value)
+    for plain_grad, half_grad in zip(plain, half):
+        torch.testing.assert_close(plain_grad, 2 * half_grad)
+
+
+# =================================================================================================
+# 4. The qmix_sale mixer and its context
+@pytest.mark.parametrize("hypernet_layers", [1, 2])
+def test_qmix_sale_is_monotonic_in_every_agent_q(hypernet_layers):
+    """dQ_tot/dQ_i >= 0 for random Qs and contexts, several inits (weights scaled up too)."""
+    args = sale_args(hypernet_layers=hypernet_layers)
+    for seed in range(4):
+        torch.manual_seed(seed)
+        mixer = QMixSALE(args)
+        if seed % 2:
+            with torch.no_grad():
+                for param in mixer.parameters():
+                    param.mul_(5.0)
+        agent_qs = (10 * torch.randn(8, 5, N_AGENTS)).requires_grad_()
+        context = mixer.context(state=torch.randn(8, 5, STATE_DIM), sale=torch.randn(8, 5, args.sale_dim),
+                                foresight=torch.randn(8, 5, args.imagination_dim))
+        q_tot = mixer(agent_qs, context)
+        assert q_tot.shape == (8, 5, 1)
+        (grad,) = torch.autograd.grad(q_tot.sum(), agent_qs)
+        assert (grad >= 0).all() and (grad > 0).any()
+
+
+def test_qmix_sale_context_follows_mixer_inputs():
+    """c is the configured parts in the configured order; a missing part is an error."""
+    args = sale_args(mixer_inputs=["foresight", "state"])
+    mixer = QMixSALE(args)
+    state, foresight = torch.randn(2, STATE_DIM), torch.randn(2, args.imagination_dim)
+    torch.testing.assert_close(mixer.context(state=state, foresight=foresight, sale=None),
+                               torch.cat([foresight, state], -1))
+    with pytest.raises(ValueError, match="foresight"):
+        mixer.context(state=state)
+
+
+def mixer_contexts(learner, batch):
+    """Train once and return the contexts the live mixer (real TD, slots 0..T-1) and the target
+    mixer (slots 1..T) read."""
+    captured = {}
+    for name in ("mixer", "target_mixer"):
+        module = getattr(learner, name)
+
+        def spy(agent_qs, states, _forward=module.forward, _name=name):
+            captured.setdefault(_name, states.detach().clone())  # the first call: real TD
+            return _forward(agent_qs, states)
+
+        module.forward = spy
+    torch.manual_seed(123)
+    learner.train(batch, t_env=0, episode_num=0)
+    return captured["mixer"], captured["target_mixer"]
+
+
+@pytest.mark.parametrize("changed_slot", [2, 5])
+def test_mixer_context_does_not_depend_on_the_taken_action(changed_slot):
+    """c^t = [s^t, F(Z^t), m^t] is identical at every slot <= t when only the taken actions at t
+    change (IGM). The change does reach slot t + 1 (the agents read their last action there),
+    which shows the comparison can see a dependence. The target mixer reads c^{t+1}."""
+    batch = full_batch()
+    changed = full_batch()
+    actions = changed["actions"].clone()
+    actions[:, changed_slot] = (actions[:, changed_slot] == 0).long()  # 0 <-> not 0, both available
+    changed.update({"actions": actions}, ts=slice(None), mark_filled=False)
+    assert not torch.equal(actions, batch["actions"])
+
+    live, target = mixer_contexts(make_learner(0), batch)
+    live_changed, target_changed = mixer_contexts(make_learner(0), changed)
+    full = torch.cat([live, target[:, -1:]], 1)
+    full_changed = torch.cat([live_changed, target_changed[:, -1:]], 1)
+    assert torch.equal(target[:, :-1], live[:, 1:])  # the target side reads c^{t+1}
+    assert torch.equal(full[:, :changed_slot + 1], full_changed[:, :changed_slot + 1])
+    assert not torch.allclose(full[:, changed_slot + 1], full_changed[:, changed_slot + 1])
+
+
+# =================================================================================================
+# 5. Imagination
+def test_world_model_imagine_respects_its_mask_and_returns_no_gradient():
+    """Shapes as documented; the policy sees the predicted mask and last actions; nothing
+    returned carries gradient even when the start latent does."""
+    torch.manual_seed(0)
+    args = sale_args()
+    model = world_model_REGISTRY["vae_world_model"](make_batch().scheme, args)
+    joint_sale = StateActionEncoder(model.joint_latent_dim, N_AGENTS * N_ACTIONS, args.sale_dim, 16)
+    rows = 12
+    start = torch.randn(rows, model.joint_latent_dim, requires_grad=True)
+    seen = []
+
+    def act(k, obs, avail, last_onehot):
+        assert obs.shape == (rows, N_AGENTS, OBS_DIM) and avail.shape == (rows, N_AGENTS, N_ACTIONS)
+        scores = torch.randn(rows, N_AGENTS, N_ACTIONS).masked_fill(avail == 0, -1e9)
+        seen.append((avail.clone(), last_onehot.clone()))
+        return scores.argmax(-1)
+
+    first = torch.randint(N_ACTIONS, (rows, N_AGENTS))
+    out = model.imagine(start, first, act, HORIZON, joint_sale)
+    assert out["latents"].shape == (rows, HORIZON, model.joint_latent_dim)
+    assert out["rewards"].shape == out["continuations"].shape == (rows, HORIZON, 1)
+    assert out["actions"].shape == (rows, HORIZON + 1, N_AGENTS)
+    assert out["avail"].shape == (rows, HORIZON, N_AGENTS, N_ACTIONS)
+    assert out["states"].shape == (rows, HORIZON, STATE_DIM)
+    assert torch.equal(out["actions"][:, 0], first)
+    assert ((out["continuations"] >= 0) & (out["continuations"] <= 1)).all()
+    for k, (avail, last_onehot) in enumerate(seen):
+        assert torch.equal(out["avail"][:, k], avail)
+        assert torch.equal(last_onehot, F.one_hot(out["actions"][:, k], N_ACTIONS).float())
+        assert (avail.sum(-1) >= 1).all()
+    chosen = out["avail"].gather(-1, out["actions"][:, 1:].unsqueeze(-1))
+    assert (chosen == 1).all()
+    assert not any(value.requires_grad for value in out.values())
+
+
+def test_usable_actions_falls_back_to_the_most_likely_action():
+    logits = torch.tensor([[-3.0, -0.5, -1.0, -2.0],   # none predicted: the most likely, 1
+                           [2.0, -1.0, 0.5, -4.0]])   # 0 and 2
+    expected = torch.tensor([[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0]])
+    assert torch.equal(usable_actions(logits), expected)
+
+
+@pytest.mark.parametrize("img_epsilon", [0.0, 1.0])
+def test_learner_imagination_picks_only_predicted_available_actions(monkeypatch, img_epsilon):
+    """learner._imagine: the first action is allowed by the real mask, every imagined action by
+    the predicted one. Agent 0's predicted mask is empty (fallback: its most likely action, 2);
+    agent 1 may take 1 or 3. The agents' unmasked greedy choice would break the mask."""
+    learner = make_learner(0, img_epsilon=img_epsilon)
+    logits = torch.tensor([[-3.0, -2.0, -0.5, -1.0], [-1.0, 2.0, -2.0, 1.0]])
+    monkeypatch.setattr(learner.world_model, "avail_logits",
+                        lambda z: logits.expand(*z.shape[:-1], N_ACTIONS))
+    batch = full_batch()
+    rollout = real_rollout(learner, batch)
+    actions, avail = rollout["actions"], rollout["avail"]
+    real_avail = batch["avail_actions"]
+    assert (real_avail.gather(-1, actions[:, :, 0].unsqueeze(-1)) == 1).all()
+    expected = torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]])
+    assert torch.equal(avail, expected.expand_as(avail))
+    assert (actions[:, :, 1:, 0] == 2).all()
+    assert set(actions[:, :, 1:, 1].unique().tolist()) <= {1, 3}
+    if img_epsilon == 0:
+        unmasked = rollout["live_qs"].detach().argmax(-1)
+        assert (unmasked != actions[:, :, 1:]).any(), "the mask never mattered: a weak test"
+
+
+def test_learner_imagination_with_exploration_on_padded_batch():
+    """img_epsilon > 0 must also work on batches with padding (episodes that end early), where
+    the real availability of padded slots is all zero."""
+    learner = make_learner(0, img_epsilon=0.5)
+    batch = make_batch()[:, :make_batch().max_t_filled()]
+    try:
+        rollout = real_rollout(learner, batch)
+    except RuntimeError as err:
+        pytest.fail("BUG (sale_mb_learner._policy_actions): with img_epsilon > 0, the first "
+                    "imagined action samples torch.multinomial over the REAL avail_actions of "
+                    "every slot, and padded slots (all-zero availability) make it raise: "
+                    f"{err}")
+    filled = batch["filled"].bool().squeeze(-1)
+    first = batch["avail_actions"].gather(-1, rollout["actions"][:, :, 0].unsqueeze(-1))
+    assert (first[filled] == 1).all()
+
+
+def test_learner_imagination_shapes_and_gradient_routes():
+    """Shapes over [B, T+1, H(+1), ...]; latents, rewards, continuations, masks, states and target
+    Qs carry no gradient; the live Qs' gradient reaches only the agents' TD parameters, the
+    foresight's only the rollout encoder."""
+    learner = make_learner(0)
+    batch = full_batch()
+    rollout = real_rollout(learner, batch)
+    B, S, L, D = batch.batch_size, batch.max_seq_length, N_AGENTS * SMALL["agent_latent_dim"], SMALL["imagination_dim"]
+    assert rollout["latents"].shape == (B, S, HORIZON, L)
+    assert rollout["actions"].shape == (B, S, HORIZON + 1, N_AGENTS)
+    assert rollout["live_qs"].shape == rollout["target_qs"].shape == (B, S, HORIZON, N_AGENTS, N_ACTIONS)
+    assert rollout["foresight"].shape == (B, S, HORIZON + 1, D)
+    assert rollout["rewards"].shape == rollout["continuations"].shape == (B, S, HORIZON, 1)
+    assert rollout["states"].shape == (B, S, HORIZON, STATE_DIM)
+    for key in ("latents", "rewards", "continuations", "actions", "avail", "states", "target_qs"):
+        assert not rollout[key].requires_grad, key
+
+    agent = learner.mac.agent
+    others = (list(learner.world_model.parameters()) + list(learner.joint_sale.parameters())
+              + list(agent.encoder_parameters()) + list(learner.mixer.parameters()))
+    for output, reaches in [("live_qs", agent.q_parameters()),
+                            ("foresight", list(learner.rollout_encoder.parameters()))]:
+        rest = [p for p in others + list(agent.q_parameters()) + list(learner.rollout_encoder.parameters())
+                if all(p is not r for r in reaches)]
+        grads = torch.autograd.grad(rollout[output].sum(), reaches + rest, allow_unused=True,
+                                    retain_graph=True)
+        assert any(g is not None and g.abs().sum() > 0 for g in grads[:len(reaches)]), output
+        assert all(g is None for g in grads[len(reaches):]), output
+
+
+def test_rollout_encoder_reads_from_far_to_near():
+    """Foresight of imagined step k reads only steps >= k: m^{t+H} ignores Z^t, m^t does not."""
+    torch.manual_seed(0)
+    encoder = RolloutEncoder(6, 5)
+    start, imagined = torch.randn(3, 6), torch.randn(3, HORIZON, 6)
+    foresight = encoder(start, imagined)
+    moved = encoder(start + 1.0, imagined)
+    assert foresight.shape == (3, HORIZON + 1, 5)
+    assert torch.equal(foresight[:, 1:], moved[:, 1:])
+    assert not torch.allclose(foresight[:, 0], moved[:, 0])
+
+
+# =================================================================================================
+# 6. The world model learns a deterministic world
+def ring_world(n_episodes=8, steps=6, seed=0):
+    """Each agent walks a ring of RING cells (action 0/3 stay, 1 right, 2 left), observes its
+    one-hot cell; the state is both one-hots; reward 1 when the agents meet after the move;
+    action 3 is available only in cell 0. No terminals."""
+    generator = torch.Generator().manual_seed(seed)
+    moves = torch.tensor([0, 1, -1, 0])
+    cells = torch.zeros(n_episodes, steps + 1, N_AGENTS, dtype=torch.long)
+    cells[:, 0] = torch.randint(RING, (n_episodes, N_AGENTS), generator=generator)
+    actions = torch.randint(3, (n_episodes, steps + 1, N_AGENTS), generator=generator)
+    for t in range(steps):
+        cells[:, t + 1] = (cells[:, t] + moves[actions[:, t]]) % RING
+    obs = F.one_hot(cells, RING).float()
+    avail = torch.ones(n_episodes, steps + 1, N_AGENTS, N_ACTIONS)
+    avail[..., 3] = (cells == 0).float()
+    rewards = (cells[:, 1:, 0] == cells[:, 1:, 1]).float().unsqueeze(-1)
+    return dict(obs=obs, state=obs.flatten(-2), actions_onehot=F.one_hot(actions, N_ACTIONS).float(),
+                avail_actions=avail, rewards=rewards, terminated=torch.zeros(n_episodes, steps, 1),
+                slot_mask=torch.ones(n_episodes, steps + 1, 1), step_mask=torch.ones(n_episodes, steps, 1))
+
+
+@pytest.mark.parametrize("use_sale", [False, True])
+def test_world_model_learns_a_deterministic_world(use_sale):
+    """300 Adam updates of the world-model loss (and the joint SALE loss) on the ring world.
+
+    Bounds: the 1-step latent error must fall below 10% of the spread (mean squared deviation)
+    of the posterior means it predicts, so the prior explains > 90% of where the latent goes and
+    a shrinking latent cannot pass by itself; the 1-step reward error (mean |r_hat - r|, rewards
+    0/1 with ~20% ones) must fall below 0.1 and below a fifth of its start; observation
+    reconstruction below 10% of its start."""
+    torch.manual_seed(0)
+    args = sale_args(use_sale=use_sale, standardise_rewards=False)
+    data = ring_world()
+    model = world_model_REGISTRY["vae_world_model"](make_batch().scheme, args)
+    joint_sale = (StateActionEncoder(model.joint_latent_dim, N_AGENTS * N_ACTIONS, args.sale_dim,
+                                     args.sale_hidden_dim) if use_sale else None)
+    params = list(model.parameters()) + (list(joint_sale.parameters()) if use_sale else [])
+    optimiser = torch.optim.Adam(params, lr=3e-3)
+    no_history = torch.zeros(*data["obs"].shape[:3], args.hidden_dim)
+
+    def update():
+        posterior = model.observe(data["obs"], no_history)
+        joint_mean = posterior[0].flatten(-2).detach()
+        loss, sale_action = 0.0, None
+        if use_sale:
+            z_s = joint_sale.embed(joint_mean)
+            sale_action = joint_sale.embed_action(z_s[:, :-1], data["actions_onehot"][:, :-1].flatten(-2))
+            loss = (sale_action - z_s[:, 1:].detach()).pow(2).sum(-1).mean()
+        wm_loss, terms = model.loss(posterior, data["actions_onehot"], data["avail_actions"],
+                                    data["obs"], data["state"], data["rewards"], data["terminated"],
+                                    data["slot_mask"], data["step_mask"], sale_action)
+        optimiser.zero_grad()
+        (loss + wm_loss).backward()
+        optimiser.step()
+        return joint_mean, terms
+
+    def errors(joint_mean):
+        return model.prediction_errors(joint_mean, data["actions_onehot"], data["state"],
+                                       data["rewards"], data["step_mask"], HORIZON, joint_sale)
+
+    joint_mean, first_terms = update()
+    first = errors(joint_mean)
+    for _ in range(300):
+        joint_mean, terms = update()
+    last = errors(joint_mean)
+    targets = joint_mean[:, 1:]
+    spread = (targets - targets.mean((0, 1))).pow(2).sum(-1).mean().item()
+    assert last["wm_latent_error_1step"] < 0.1 * spread, (last, spread)
+    assert last["wm_reward_error_1step"] < min(0.1, 0.2 * first["wm_reward_error_1step"]), (first, last)
+    assert terms["wm_recon_loss"] < 0.1 * first_terms["wm_recon_loss"]
+
+
+# =================================================================================================
+# 7. Learner updates, checkpoints, fixed encoders
+def test_repeated_updates_on_one_batch_lower_td_and_model_losses():
+    """Overfitting one batch: TD, world-model and SALE losses all fall (mean of the last 5
+    updates below half of the first update's)."""
+    learner = make_learner(0, target_update_interval_or_tau=1000, lr=3e-3)
+    batch = make_batch()
+    for update in range(40):
+        learner.train(batch, t_env=update, episode_num=update)
+    for key in ("td_loss", "wm_loss", "joint_sale_loss", "agent_sale_loss", "loss"):
+        values = logged(learner, key)
+        assert sum(values[-5:]) / 5 < 0.5 * values[0], (key, values[0], values[-5:])
+    assert "imagined_td_loss" in learner.logger.stats
+
+
+def test_save_then_load_resumes_exactly(tmp_path):
+    """A fresh learner loaded from a checkpoint has identical live and target Qs, world model,
+    optimiser states and counters; one more update on each gives identical networks."""
+    batch = make_batch()
+    saved = make_learner(0, target_update_interval_or_tau=2, sale_refresh_interval=2)
+    for update in range(3):
+        saved.train(batch, t_env=update, episode_num=update)
+    saved.save_models(str(tmp_path))
+    assert set(os.listdir(tmp_path)) == {"agent.th", "target_agent.th", "mixer.th", "target_mixer.th",
+                                         "world_model.th", "opt.th", "wm_opt.th", "learner_state.th"}
+    loaded = make_learner(1, target_update_interval_or_tau=2, sale_refresh_interval=2)
+    loaded.load_models(str(tmp_path))
+
+    with torch.no_grad():
+        for mac in ("mac", "target_mac"):
+            torch.testing.assert_close(getattr(loaded, mac).forward_all(batch),
+                                       getattr(saved, mac).forward_all(batch), rtol=0, atol=0)
+        obs, hidden = batch["obs"], torch.randn(*batch["obs"].shape[:3], SMALL["hidden_dim"])
+        torch.testing.assert_close(loaded.world_model.observe(obs, hidden),
+                                   saved.world_model.observe(obs, hidden), rtol=0, atol=0)
+    for name in ("mixer", "target_mixer", "world_model", "rollout_encoder", "joint_sale"):
+        assert state_equal(getattr(loaded, name), getattr(saved, name)), name
+    for name in ("optimiser", "wm_optimiser"):
+        saved_state = getattr(saved, name).state_dict()["state"]
+        loaded_state = getattr(loaded, name).state_dict()["state"]
+        assert saved_state.keys() == loaded_state.keys() and saved_state
+        for key, state in saved_state.items():
+            for field, value in state.items():
+                torch.testing.assert_close(loaded_state[key][field], value, rtol=0, atol=0)
+    assert (loaded.training_steps, loaded.last_target_update_step, loaded.target_range) == \
+        (saved.training_steps, saved.last_target_update_step, saved.target_range)
+
+    for learner in (saved, loaded):
+        torch.manual_seed(5)
+        learner.train(batch, t_env=10, episode_num=3)
+    for name in ("mixer", "world_model", "rollout_encoder", "joint_sale"):
+        assert state_equal(getattr(loaded, name), getattr(saved, name)), name
+    assert state_equal(loaded.mac.agent, saved.mac.agent)
+    assert state_equal(loaded.target_mac.agent, saved.target_mac.agent)
+
+
+def test_fixed_encoders_are_frozen_and_outside_every_optimiser():
+    learner = make_learner(0)
+    optimised = {id(p) for opt in (learner.optimiser, learner.wm_optimiser)
+                 for group in opt.param_groups for p in group["params"]}
+    for mac in (learner.mac, learner.target_mac):
+        for name in ("fixed_encoder", "fixed_target_encoder"):
+            for param in getattr(mac.agent, name).parameters():
+                assert not param.requires_grad and id(param) not in optimised, name
+    for module in (learner.target_mac.agent, learner.target_mixer):
+        assert not any(id(p) in optimised for p in module.parameters())
+
+
+def test_every_trainable_parameter_is_in_exactly_one_parameter_group():
+    """td_params and model_params are disjoint and cover every trainable parameter; the live
+    SALE encoders, world model and joint SALE are model parameters; the rollout encoder, agent
+    GRU/Q head and mixer are TD parameters."""
+    learner = make_learner(0)
+    td, model = {id(p) for p in learner.td_params}, {id(p) for p in learner.model_params}
+    assert not td & model
+    agent = learner.mac.agent
+    trainable = [p for module in (agent, learner.mixer, learner.world_model, learner.rollout_encoder,
+                                  learner.joint_sale) for p in module.parameters() if p.requires_grad]
+    assert {id(p) for p in trainable} == td | model
+    for module in (agent.encoder, learner.world_model, learner.joint_sale):
+        assert all(id(p) in model for p in module.parameters())
+    for module in (agent.rnn, agent.fc1, agent.q_out, learner.mixer, learner.rollout_encoder):
+        assert all(id(p) in td for p in module.parameters())
+    assert len(learner.optimiser.param_groups[0]["params"]) == len(learner.td_params)
+    assert len(learner.wm_optimiser.param_groups[0]["params"]) == len(learner.model_params)
+
+
+def test_fixed_encoder_refresh_order():
+    """Every sale_refresh_interval updates: fixed target <- old fixed, fixed <- live (after the
+    update); the target agents always hold the live agents' copies, also right after a hard
+    target update, so their fixed target differs from the live encoder."""
+    learner = make_learner(0, target_update_interval_or_tau=3, sale_refresh_interval=2)
+    batch = make_batch()
+    live, target = learner.mac.agent, learner.target_mac.agent
+    for update in range(1, 7):
+        old_fixed = copy.deepcopy(live.fixed_encoder)
+        learner.train(batch, t_env=update, episode_num=update)
+        if update % 2 == 0:
+            assert state_equal(live.fixed_target_encoder, old_fixed)
+            assert state_equal(live.fixed_encoder, live.encoder)
+        else:
+            assert state_equal(live.fixed_encoder, old_fixed)
+            assert not state_equal(live.fixed_encoder, live.encoder)
+        assert state_equal(target.fixed_target_encoder, live.fixed_target_encoder)
+        assert state_equal(target.fixed_encoder, live.fixed_encoder)
+        if update >= 2:
+            assert not state_equal(target.fixed_target_encoder, live.encoder)
+        assert target.read_target_encoder and not live.read_target_encoder
+
+
+# =================================================================================================
+# 8. Gradient routes (spec section 4): one loss at a time, by zeroing the others' weights
+NO_MODEL_LOSS = dict(recon_loss_weight=0.0, avail_loss_weight=0.0, kl_weight=0.0,
+                     kl_prior_weight=0.0, reward_loss_weight=0.0, continuation_loss_weight=0.0,
+                     state_loss_weight=0.0)
+
+
+def gradients_after_one_update(overrides, detach_td):
+    """Train once; with detach_td the mixer's output is detached (no TD gradient at all)."""
+    learner = make_learner(0, **overrides)
+    if detach_td:
+        forward = learner.mixer.forward
+        learner.mixer.forward = lambda agent_qs, states: forward(agent_qs, states).detach()
+    learner.train(make_batch(), t_env=0, episode_num=0)
+    return learner
+
+
+def has_gradient(module):
+    return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+
+def parts(learner):
+    agent, wm = learner.mac.agent, learner.world_model
+    return {
+        "agent_td": [agent.fc1, agent.rnn, agent.hidden_proj, agent.q_hidden, agent.q_state,
+                     agent.q_state_action, agent.q_action, agent.q_out],
+        "mixer": [learner.mixer], "rollout_encoder": [learner.rollout_encoder],
+        "world_model": [wm.posterior, wm.obs_decoder, wm.avail_decoder, wm.action_embed,
+                        wm.transition, wm.prior_head, wm.reward_head, wm.continuation_head,
+                        wm.state_decoder],
+        "joint_sale": [learner.joint_sale], "agent_encoder": [agent.encoder],
+        "fixed": [agent.fixed_encoder, agent.fixed_target_encoder],
+    }
+
+
+@pytest.mark.parametrize("loss, overrides, detach_td, trained", [
+    ("td", dict(NO_MODEL_LOSS, sale_loss_weight=0.0), False, {"agent_td", "mixer", "rollout_encoder"}),
+    ("world_model", dict(sale_loss_weight=0.0), True, {"world_model"}),
+    ("sale", dict(NO_MODEL_LOSS, sale_loss_weight=1.0), True, {"joint_sale", "agent_encoder"}),
+])
+def test_each_loss_trains_only_its_own_networks(loss, overrides, detach_td, trained):
+    """Real + imagined TD train the agents' GRU/Q head, the mixer and the rollout encoder only;
+    the world-model loss trains its posterior, prior, heads and E, not F, G or the agents; the
+    SALE losses train F, G and the agents' live encoders, not the posterior. Fixed encoders
+    never get a gradient."""
+    learner = gradients_after_one_update(overrides, detach_td)
+    assert "imagined_td_loss" in learner.logger.stats
+    for name, modules in parts(learner).items():
+        for module in modules:
+            expected = name in trained
+            assert has_gradient(module) == expected, \
+                f"{loss} loss: {type(module).__name__} in {name} {'gets no' if expected else 'gets a'} gradient"
+    for module in parts(learner)["fixed"]:
+        assert all(p.grad is None for p in module.parameters())
+
+
+# =================================================================================================
+# 9. End-to-end runs of every config through the real entry point on LBF
+LBF_RUN = [*TINY, "t_max=1000", "wm_warmup=2", "env_args.key=lbforaging:Foraging-5x5-2p-1f-v3"]
+WM_TERMS = ["wm_recon_loss", "wm_avail_loss", "wm_kl_loss", "wm_prior_kl_loss", "wm_reward_loss",
+            "wm_continuation_loss", "wm_loss"]
+ERRORS = [f"wm_{kind}_error_{depth}step" for kind in ("latent", "reward") for depth in (1, HORIZON)]
+STATE = ["wm_state_loss", "wm_state_error_1step", f"wm_state_error_{HORIZON}step"]
+IMAGINED = ["imagined_td_loss", "imagined_reward_mean", "imagined_continuation_mean"]
+SALE = ["joint_sale_loss", "agent_sale_loss", "joint_sale_std"]
+ALWAYS = ["td_loss", "td_error_abs", "loss", "grad_norm", "wm_grad_norm", "q_taken_mean",
+          "target_mean", "return_mean", "test_return_mean"]
+
+
+@pytest.mark.parametrize("alg, present, absent", [
+    ("sale_mb", WM_TERMS + ERRORS + STATE + IMAGINED + SALE, []),
+    ("sale_mb_no_wm", ["joint_sale_loss", "agent_sale_loss"], WM_TERMS + ERRORS + STATE + IMAGINED),
+    ("sale_mb_no_sale", WM_TERMS + ERRORS + STATE + IMAGINED, SALE),
+    ("sale_mb_no_klbal", WM_TERMS + ERRORS + STATE + IMAGINED + SALE, []),
+    ("sale_mb_no_state", WM_TERMS + ERRORS + IMAGINED + SALE, STATE),
+])
+def test_every_config_trains_end_to_end_and_logs_its_metrics(tmp_path, alg, present, absent):
+    """`--config=<alg> --env-config=lbf` completes and Sacred's metrics.json holds the metrics
+    that belong to the variant (sale_mb: every world-model term, SALE losses, real and imagined
+    TD, 1- and H-step prediction errors) and none of those it does not have."""
+    result = run_main(alg, "lbf", tmp_path, LBF_RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = sacred_runs(tmp_path, alg)
+    assert read_json(run_dir, "run.json")["status"] == "COMPLETED"
+    config = read_json(run_dir, "config.json")
+    assert config["learner"] == "sale_mb_learner" and config["name"] == alg
+    if alg == "sale_mb_no_klbal":
+        assert config["kl_balance"] is None
+    metrics = read_json(run_dir, "metrics.json")
+    for key in ALWAYS + present:
+        assert key in metrics, f"{key} missing from metrics.json of {alg}: {sorted(metrics)}"
+        assert all(math.isfinite(v) for _, v in metric(metrics, key)), key
+    for key in absent:
+        assert key not in metrics, f"{alg} should not log {key}"
+    assert metric(metrics, "td_loss")[-1][0] > 500
+
+
+# =================================================================================================
+# 10. Inconsistent configs stop at start-up
+@pytest.mark.parametrize("overrides, message", [
+    (["world_model=null"], "mixer_inputs has 'foresight' but world_model=null"),
+    (["use_sale=False"], "mixer_inputs has 'sale' but use_sale=False"),
+    (["mixer_inputs=['state','sale','z_sa']"], "choose a non-empty list from"),
+    (["mixer_inputs=[]"], "choose a non-empty list from"),
+    (["use_state_decoder=False"], "mixer_inputs has 'state' but use_state_decoder=False"),
+    (["kl_balance=1.5"], "kl_balance must be in [0, 1]"),
+])
+def test_inconsistent_configs_stop_at_start_up(tmp_path, overrides, message):
+    cmd = [sys.executable, MAIN, "--config=sale_mb", "--env-config=lbf", "with",
+           f"local_results_path={tmp_path}", *overrides]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert os.listdir(tmp_path) == []
+
+
+def test_consistent_ablation_combinations_are_accepted():
+    """The ablations' own combinations pass the same checks."""
+    build_config("sale_mb", "lbf", [("world_model", None), ("mixer_inputs", ["state", "sale"])])
+    build_config("sale_mb", "lbf", [("use_state_decoder", False), ("mixer_inputs", ["sale", "foresight"])])
+    build_config("sale_mb", "lbf", [("use_sale", False), ("agent", "rnn"),
+                                    ("mixer_inputs", ["state", "foresight"])])
