@@ -160,20 +160,26 @@ def test_unknown_conf_names_the_ones_that_exist():
         make_env("Walker2d", "3x2")
 
 
+@pytest.mark.parametrize("alg", ["qmix", "sale_mb"])
 @pytest.mark.parametrize("runner", ["episode", "parallel"])
-def test_qmix_trains_on_halfcheetah_6x1(tmp_path, runner):
+def test_trains_on_halfcheetah_6x1(tmp_path, alg, runner):
     overrides = [*TINY, "env_args.time_limit=50", f"runner={runner}", "epsilon_anneal_time=500"]
     if runner == "parallel":
         overrides.append("batch_size_run=2")
-    result = run_main("qmix", "mamujoco", tmp_path, overrides)
+    if alg == "sale_mb":
+        overrides.append("wm_warmup=2")  # imagination and imagined TD run within the budget
+    result = run_main(alg, "mamujoco", tmp_path, overrides)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    (run_dir,) = sacred_runs(tmp_path, "qmix")
+    (run_dir,) = sacred_runs(tmp_path, alg)
     assert os.path.basename(os.path.dirname(run_dir)) == "HalfCheetah_6x1"
     assert read_json(run_dir, "run.json")["status"] == "COMPLETED"
     metrics = read_json(run_dir, "metrics.json")
     for key in ("return_mean", "test_return_mean", "loss", "q_taken_mean", "x_position_mean",
                 "return_forward_mean", "test_return_ctrl_mean"):
         assert key in metrics, f"{key} missing from metrics.json: {sorted(metrics)}"
+    if alg == "sale_mb":
+        for key in ("imagined_td_loss", "wm_kl_loss", "wm_latent_error_1step", "agent_sale_loss"):
+            assert key in metrics, f"{key} missing from metrics.json: {sorted(metrics)}"
     assert all(length == 50 for _, length in metric(metrics, "ep_length_mean"))   # HalfCheetah only times out
     assert metric(metrics, "return_mean")[-1][0] >= 600

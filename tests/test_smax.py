@@ -134,16 +134,19 @@ def test_missing_jaxmarl_says_what_to_install(monkeypatch):
 
 
 # --- training end to end (the real entry point) ----------------------------------------------------
+@pytest.mark.parametrize("alg", ["qmix", "sale_mb"])
 @pytest.mark.parametrize("runner", ["episode", "parallel"])
-def test_qmix_trains_on_smax(tmp_path, runner):
+def test_trains_on_smax(tmp_path, alg, runner):
     # max_steps as in the conformance test's smax case, so the compiled code is already cached.
     overrides = [*TINY, "env_args.max_steps=25", "epsilon_anneal_time=500", f"runner={runner}"]
     if runner == "parallel":
         overrides.append("batch_size_run=2")
-    result = run_main("qmix", "smax", tmp_path, overrides)
+    if alg == "sale_mb":
+        overrides.append("wm_warmup=2")  # imagination and imagined TD run within the budget
+    result = run_main(alg, "smax", tmp_path, overrides)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    (run,) = sacred_runs(tmp_path, "qmix")
+    (run,) = sacred_runs(tmp_path, alg)
     assert os.path.basename(os.path.dirname(run)) == "smacv2_5_units"
     config = read_json(run, "config.json")
     assert config["env_args"]["seed"] == 7 and config["env_args"]["max_steps"] == 25
@@ -151,6 +154,9 @@ def test_qmix_trains_on_smax(tmp_path, runner):
     for key in ("battle_won_mean", "test_battle_won_mean", "dead_allies_mean", "dead_enemies_mean",
                 "return_mean", "test_return_mean", "loss"):
         assert key in metrics, f"{key} missing from metrics.json: {sorted(metrics)}"
+    if alg == "sale_mb":
+        for key in ("imagined_td_loss", "wm_kl_loss", "wm_latent_error_1step", "agent_sale_loss"):
+            assert key in metrics, f"{key} missing from metrics.json: {sorted(metrics)}"
     assert all(0.0 <= value <= 1.0 for _, value in metric(metrics, "battle_won_mean"))
     assert all(1 <= value <= 25 for _, value in metric(metrics, "ep_length_mean"))
     # Importing jaxmarl must not cut Sacred's capture of the run's output short.
