@@ -71,20 +71,27 @@ def test_checkpoint_path_that_does_not_exist(tmp_path):
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
-@pytest.mark.parametrize("runner", ["episode", "parallel"])
-def test_resume_after_sigkill_continues_the_metrics(tmp_path, runner):
-    """A run killed with SIGKILL and resumed logs the same metrics as one that was never stopped."""
+SALE_MB_RESUME = ["wm_warmup=2", "sale_refresh_interval=5", "target_update_interval_or_tau=7"]
+
+
+@pytest.mark.parametrize("alg, runner", [("qmix", "episode"), ("qmix", "parallel"), ("sale_mb", "episode")])
+def test_resume_after_sigkill_continues_the_metrics(tmp_path, alg, runner):
+    """A run killed with SIGKILL and resumed logs the same metrics as one that was never stopped.
+    For sale_mb this covers the world model, the fixed SALE encoders (refreshed on both sides of
+    the checkpoint), both optimisers, the target range and the RNG that samples imagination starts."""
     overrides = [*TINY, *LBF, "t_max=1500", "save_model=True", "save_model_interval=500", f"runner={runner}"]
     if runner == "parallel":
         overrides.append("batch_size_run=2")
+    if alg == "sale_mb":
+        overrides += SALE_MB_RESUME
     reference = tmp_path / "reference"
     reference.mkdir()
-    result = run_main("qmix", "lbf", reference, overrides)
+    result = run_main(alg, "lbf", reference, overrides)
     assert result.returncode == 0, result.stderr[-3000:]
 
     killed = tmp_path / "killed"
     killed.mkdir()
-    process = subprocess.Popen(main_command("qmix", "lbf", killed, overrides), cwd=killed,
+    process = subprocess.Popen(main_command(alg, "lbf", killed, overrides), cwd=killed,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
@@ -97,13 +104,16 @@ def test_resume_after_sigkill_continues_the_metrics(tmp_path, runner):
     process.wait()
 
     token = models_dir(killed)
-    resumed = run_main("qmix", "lbf", killed, [*overrides, "resume=True", f"checkpoint_path={token}"])
+    resumed = run_main(alg, "lbf", killed, [*overrides, "resume=True", f"checkpoint_path={token}"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resumed at t_env=" in resumed.stderr
 
-    expected = read_json(sacred_runs(reference, "qmix")[0], "metrics.json")
-    got = read_json(sacred_runs(killed, "qmix")[-1], "metrics.json")
-    for key in ("return_mean", "test_return_mean", "loss", "epsilon", "q_taken_mean"):
+    expected = read_json(sacred_runs(reference, alg)[0], "metrics.json")
+    got = read_json(sacred_runs(killed, alg)[-1], "metrics.json")
+    keys = ["return_mean", "test_return_mean", "loss", "epsilon", "q_taken_mean"]
+    if alg == "sale_mb":
+        keys += ["wm_loss", "imagined_td_loss", "agent_sale_loss", "joint_sale_loss", "wm_latent_error_3step"]
+    for key in keys:
         assert [t for t, _ in metric(got, key)] == [t for t, _ in metric(expected, key)], key
         for (_, a), (_, b) in zip(metric(got, key), metric(expected, key)):
             assert a == pytest.approx(b, rel=1e-5, abs=1e-6), key

@@ -28,7 +28,7 @@ from modules.world_models.vae_world_model import RolloutEncoder, usable_actions
 from utils.config import build_config
 from utils.latent_utils import avg_l1_norm, balanced_kl, gaussian_kl, standard_normal_kl
 
-RING = 5                                   # cells of the toy ring world (observation = one-hot cell)
+RING = 3                                   # cells of the toy ring world (observation = one-hot cell)
 N_AGENTS, N_ACTIONS, OBS_DIM, STATE_DIM = 2, 4, RING, 2 * RING
 HORIZON = 3                                # rollout_depth of sale_mb.yaml
 SMALL = dict(hidden_dim=16, sale_dim=8, sale_hidden_dim=16, q_head_dim=16, mixing_embed_dim=8,
@@ -314,8 +314,10 @@ def mixer_contexts(learner, batch):
 @pytest.mark.parametrize("changed_slot", [2, 5])
 def test_mixer_context_does_not_depend_on_the_taken_action(changed_slot):
     """c^t = [s^t, F(Z^t), m^t] is identical at every slot <= t when only the taken actions at t
-    change (IGM). The change does reach slot t + 1 (the agents read their last action there),
-    which shows the comparison can see a dependence. The target mixer reads c^{t+1}."""
+    change (IGM): Z^t reads the target agents' h^{t-1} (actions up to t-2) and m^t imagines
+    from the greedy action, not the taken one. The change must show up where it may: at slot
+    t + 2 the posterior reads h^{t+1}, which saw a^t as its last action (a check that the
+    comparison can see a dependence at all). The target mixer reads c^{t+1}."""
     batch = full_batch()
     changed = full_batch()
     actions = changed["actions"].clone()
@@ -325,11 +327,12 @@ def test_mixer_context_does_not_depend_on_the_taken_action(changed_slot):
 
     live, target = mixer_contexts(make_learner(0), batch)
     live_changed, target_changed = mixer_contexts(make_learner(0), changed)
-    full = torch.cat([live, target[:, -1:]], 1)
-    full_changed = torch.cat([live_changed, target_changed[:, -1:]], 1)
     assert torch.equal(target[:, :-1], live[:, 1:])  # the target side reads c^{t+1}
+    full = torch.cat([live, target[:, -1:]], 1)  # c at every slot 0..T
+    full_changed = torch.cat([live_changed, target_changed[:, -1:]], 1)
     assert torch.equal(full[:, :changed_slot + 1], full_changed[:, :changed_slot + 1])
-    assert not torch.allclose(full[:, changed_slot + 1], full_changed[:, changed_slot + 1])
+    if changed_slot + 2 < full.shape[1]:
+        assert not torch.allclose(full[:, changed_slot + 2], full_changed[:, changed_slot + 2])
 
 
 # =================================================================================================
@@ -399,31 +402,28 @@ def test_learner_imagination_picks_only_predicted_available_actions(monkeypatch,
         assert (unmasked != actions[:, :, 1:]).any(), "the mask never mattered: a weak test"
 
 
-def test_learner_imagination_with_exploration_on_padded_batch():
-    """img_epsilon > 0 must also work on batches with padding (episodes that end early), where
-    the real availability of padded slots is all zero."""
+def test_imagination_with_exploration_trains_on_batches_with_padding():
+    """img_epsilon > 0 must work on batches where episodes end early: padded slots have an
+    all-zero real availability, and imagination starts from them too (masked out later)."""
     learner = make_learner(0, img_epsilon=0.5)
-    batch = make_batch()[:, :make_batch().max_t_filled()]
     try:
-        rollout = real_rollout(learner, batch)
+        learner.train(make_batch(), t_env=0, episode_num=0)
     except RuntimeError as err:
-        pytest.fail("BUG (sale_mb_learner._policy_actions): with img_epsilon > 0, the first "
-                    "imagined action samples torch.multinomial over the REAL avail_actions of "
-                    "every slot, and padded slots (all-zero availability) make it raise: "
-                    f"{err}")
-    filled = batch["filled"].bool().squeeze(-1)
-    first = batch["avail_actions"].gather(-1, rollout["actions"][:, :, 0].unsqueeze(-1))
-    assert (first[filled] == 1).all()
+        pytest.fail("BUG (sale_mb_learner._policy_actions): with img_epsilon > 0 the first "
+                    "imagined action is drawn by torch.multinomial over the REAL avail_actions of "
+                    "every imagined-from slot; padded slots (all-zero availability) make it raise "
+                    f"instead of being masked: {err}")
+    assert "imagined_td_loss" in learner.logger.stats
 
 
-def test_learner_imagination_shapes_and_gradient_routes():
-    """Shapes over [B, T+1, H(+1), ...]; latents, rewards, continuations, masks, states and target
-    Qs carry no gradient; the live Qs' gradient reaches only the agents' TD parameters, the
-    foresight's only the rollout encoder."""
+def test_learner_imagination_shapes_and_detached_outputs():
+    """Shapes over [B, T+1, H(+1), ...]; latents, rewards, continuations, actions, masks, states
+    and target Qs carry no gradient."""
     learner = make_learner(0)
     batch = full_batch()
     rollout = real_rollout(learner, batch)
-    B, S, L, D = batch.batch_size, batch.max_seq_length, N_AGENTS * SMALL["agent_latent_dim"], SMALL["imagination_dim"]
+    B, S = batch.batch_size, batch.max_seq_length
+    L, D = N_AGENTS * SMALL["agent_latent_dim"], SMALL["imagination_dim"]
     assert rollout["latents"].shape == (B, S, HORIZON, L)
     assert rollout["actions"].shape == (B, S, HORIZON + 1, N_AGENTS)
     assert rollout["live_qs"].shape == rollout["target_qs"].shape == (B, S, HORIZON, N_AGENTS, N_ACTIONS)
@@ -433,17 +433,46 @@ def test_learner_imagination_shapes_and_gradient_routes():
     for key in ("latents", "rewards", "continuations", "actions", "avail", "states", "target_qs"):
         assert not rollout[key].requires_grad, key
 
+
+def gradient_reach(output, params):
+    """Which of params a backward from output.sum() reaches (non-zero gradient)."""
+    params = [p for p in params if p.requires_grad]
+    grads = torch.autograd.grad(output.sum(), params, allow_unused=True, retain_graph=True)
+    return [g is not None and bool(g.abs().sum() > 0) for g in grads]
+
+
+def learner_parameters(learner):
     agent = learner.mac.agent
-    others = (list(learner.world_model.parameters()) + list(learner.joint_sale.parameters())
-              + list(agent.encoder_parameters()) + list(learner.mixer.parameters()))
-    for output, reaches in [("live_qs", agent.q_parameters()),
-                            ("foresight", list(learner.rollout_encoder.parameters()))]:
-        rest = [p for p in others + list(agent.q_parameters()) + list(learner.rollout_encoder.parameters())
-                if all(p is not r for r in reaches)]
-        grads = torch.autograd.grad(rollout[output].sum(), reaches + rest, allow_unused=True,
-                                    retain_graph=True)
-        assert any(g is not None and g.abs().sum() > 0 for g in grads[:len(reaches)]), output
-        assert all(g is None for g in grads[len(reaches):]), output
+    return {"agent_td": list(agent.q_parameters()), "agent_encoder": list(agent.encoder_parameters()),
+            "world_model": list(learner.world_model.parameters()),
+            "joint_sale": list(learner.joint_sale.parameters()),
+            "rollout_encoder": list(learner.rollout_encoder.parameters()),
+            "mixer": list(learner.mixer.parameters())}
+
+
+def test_imagined_q_values_train_the_agents_only():
+    """The live Qs at imagined steps (what imagined TD regresses) have a gradient path to the
+    agents' GRU/Q head and to nothing else: decoded inputs are detached."""
+    learner = make_learner(0)
+    rollout = real_rollout(learner, full_batch())
+    groups = learner_parameters(learner)
+    reached = {name: gradient_reach(rollout["live_qs"], params) for name, params in groups.items()}
+    for name in ("agent_encoder", "world_model", "joint_sale", "rollout_encoder", "mixer"):
+        assert not any(reached[name]), name
+    assert any(reached["agent_td"]), (
+        "BUG (sale_mb_learner._imagine, act()): the imagined-step Qs never reach the agent "
+        "parameters, so imagined TD trains only the mixer (and Q at the real start slot). "
+        "`live_qs.append(q.view(rows, n, n_actions))` runs outside the `torch.enable_grad()` "
+        "block, inside world_model.imagine's no_grad: a view made under no_grad reports "
+        "requires_grad=True but has no grad_fn, so backward silently drops the gradient. "
+        "Take the view inside enable_grad.")
+
+
+def test_foresight_trains_the_rollout_encoder_only():
+    learner = make_learner(0)
+    rollout = real_rollout(learner, full_batch())
+    for name, params in learner_parameters(learner).items():
+        assert any(gradient_reach(rollout["foresight"], params)) == (name == "rollout_encoder"), name
 
 
 def test_rollout_encoder_reads_from_far_to_near():
