@@ -293,9 +293,11 @@ def completed_run(job_folder):
     return None
 
 
-def t_env_reached(metrics):
-    """The last env step any metric was logged at (within one episode of the run's end)."""
-    return max((max(series["steps"]) for series in metrics.values() if series["steps"]), default=0)
+def t_env_reached(metrics, t_max):
+    """Env steps a completed run trained for: it runs until t_env passes t_max, so at least t_max
+    (the last logged step can be up to a log interval earlier)."""
+    logged = max((max(series["steps"]) for series in metrics.values() if series["steps"]), default=0)
+    return max(logged, t_max)
 
 
 # --- running ------------------------------------------------------------------------------------
@@ -345,7 +347,7 @@ def finish_job(started, wall_seconds):
         print(f"FAILED {job.describe()} (exit code {code}); last lines of {log_path}:\n{log_tail(log_path)}",
               flush=True)
         return f"{job.describe()}: exit code {code}, see {log_path}"
-    t_env = t_env_reached(read_json(run, "metrics.json"))
+    t_env = t_env_reached(read_json(run, "metrics.json"), read_json(run, "config.json")["t_max"])
     record = {"wall_seconds": round(wall_seconds, 3), "t_env": t_env, "workers": started["workers"],
               "cpu_count": os.cpu_count()}
     with open(os.path.join(job.folder, BENCH_NAME), "w") as f:
@@ -374,7 +376,8 @@ def load_seed_result(job_folder):
     bench_path = os.path.join(job_folder, BENCH_NAME)
     if os.path.isfile(bench_path):
         bench = read_json(job_folder, BENCH_NAME)
-        result.wall_seconds, result.t_env = bench["wall_seconds"], bench["t_env"]
+        result.wall_seconds = bench["wall_seconds"]
+        result.t_env = max(bench["t_env"], config["t_max"])
         result.workers, result.cpu_count = bench["workers"], bench["cpu_count"]
     return result
 

@@ -170,42 +170,35 @@ class SALEMBLearner:
             stats["agent_sale_loss"] = self._agent_sale_loss(obs, actions_onehot, avail, step_mask)
             model_loss = model_loss + args.sale_loss_weight * stats["agent_sale_loss"]
 
-        # --- the slots TD reads: all, or `imagination_starts` sampled steps t with their t+1 ---
-        slots, now, following = self._td_slots(step_mask)
-        td_actions, td_rewards, td_terminated, td_mask = (
-            _take(x, None if slots is None else slots[:, now])
-            for x in (actions, rewards, terminated, step_mask))
-        agent_qs_s, target_qs_s, avail_s, state_s = (_take(x, slots) for x in (agent_qs, target_qs, avail, state))
-
-        # --- imagination and foresight ---------------------------------------------------------
+        # --- imagination from every slot and foresight ----------------------------------------
         rollout, foresight = None, None
         if self.world_model is not None:
             if warming_up:
-                foresight = obs.new_zeros(*agent_qs_s.shape[:2], 1, args.imagination_dim)
+                foresight = obs.new_zeros(*obs.shape[:2], 1, args.imagination_dim)
             else:
-                rollout = self._imagine(agent_qs_s, _take(hidden, slots), _take(target_hidden, slots),
-                                        _take(joint_mean, slots), avail_s)
-                foresight = rollout["foresight"]  # [B, S, H+1, D]
+                rollout = self._imagine(agent_qs, hidden, joint_mean, avail)
+                foresight = rollout["foresight"]  # [B, T+1, H+1, D]
         context = self.mixer.context(
-            state=state_s, sale=None if sale_state is None else _take(sale_state.detach(), slots),
+            state=state, sale=None if sale_state is None else sale_state.detach(),
             foresight=None if foresight is None else foresight[:, :, 0])
 
-        # --- real TD -------------------------------------------------------------------------
-        chosen_qs = torch.gather(agent_qs_s[:, now], 3, td_actions).squeeze(3)
-        q_tot = self.mixer(chosen_qs, context[:, now])
+        # --- real TD on every step ---------------------------------------------------------------
+        chosen_qs = torch.gather(agent_qs[:, :-1], 3, actions).squeeze(3)
+        q_tot = self.mixer(chosen_qs, context[:, :-1])
         with torch.no_grad():
-            next_qs = _double_q(agent_qs_s[:, following], target_qs_s[:, following],
-                                avail_s[:, following], args.double_q)
-            next_q_tot = self._clip(self.target_mixer(next_qs, context[:, following].detach()))
-            targets = build_td_targets(td_rewards, td_terminated, next_q_tot, args.gamma)
+            next_qs = _double_q(agent_qs[:, 1:], target_qs[:, 1:], avail[:, 1:], args.double_q)
+            next_q_tot = self._clip(self.target_mixer(next_qs, context[:, 1:].detach()))
+            targets = build_td_targets(rewards, terminated, next_q_tot, args.gamma)
         td_error = q_tot - targets
-        stats["td_loss"] = masked_mean(td_error.pow(2), td_mask)
+        stats["td_loss"] = masked_mean(td_error.pow(2), step_mask)
         td_loss = stats["td_loss"]
 
-        # --- imagined TD -----------------------------------------------------------------------
+        # --- imagined TD from all slots, or `imagination_starts` sampled ones ------------------
         if rollout is not None and args.imagined_td_weight > 0:
-            stats["imagined_td_loss"] = self._imagined_td_loss(rollout, agent_qs_s, context,
-                                                               _take(start_mask, slots))
+            starts = self._sample_starts(start_mask)
+            stats["imagined_td_loss"] = self._imagined_td_loss(
+                _take_all(rollout, starts), _take(agent_qs, starts), _take(hidden, starts),
+                _take(target_hidden, starts), _take(context, starts), _take(start_mask, starts))
             td_loss = td_loss + args.imagined_td_weight * stats["imagined_td_loss"]
 
         # --- one step for each optimiser -------------------------------------------------------
@@ -222,16 +215,16 @@ class SALEMBLearner:
             wm_grad_norm = torch.nn.utils.clip_grad_norm_(self.model_params, args.model_grad_clip)
             self.wm_optimiser.step()
         self.optimiser.step()
-        self._track_target_range(targets, td_mask)
+        self._track_target_range(targets, step_mask)
 
         self.training_steps += 1
         self._refresh_targets()
 
         if t_env - self.log_stats_t >= args.learner_log_interval:
             stats.update(loss=td_loss + model_loss, grad_norm=grad_norm, wm_grad_norm=wm_grad_norm,
-                         td_error_abs=masked_mean(td_error.abs(), td_mask),
-                         q_taken_mean=masked_mean(chosen_qs, td_mask) / self.n_agents,
-                         target_mean=masked_mean(targets, td_mask) / self.n_agents)
+                         td_error_abs=masked_mean(td_error.abs(), step_mask),
+                         q_taken_mean=masked_mean(chosen_qs, step_mask) / self.n_agents,
+                         target_mean=masked_mean(targets, step_mask) / self.n_agents)
             if sale_state is not None:
                 stats["joint_sale_std"] = sale_state.detach()[start_mask.squeeze(-1) > 0].std(0).mean()
             if self.world_model is not None:
@@ -256,55 +249,64 @@ class SALEMBLearner:
         dead = (avail[:, :-1].sum(-1, keepdim=True) == 1) & (avail[:, :-1, :, :1] == 1)
         return masked_mean(error, step_mask.unsqueeze(-1) * (~dead).float())
 
-    def _td_slots(self, step_mask):
-        """(slots, now, following): TD reads slot positions ``now`` and their successors
-        ``following`` of the slots [B, S] (None: all T+1 slots, now = 0..T-1). With
-        ``imagination_starts`` = k, k valid steps t per episode are drawn without replacement
-        and slots = [t_1..t_k, t_1+1..t_k+1]."""
-        steps = step_mask.shape[1]
+    def _sample_starts(self, start_mask):
+        """Slots [B, k] that imagined TD starts from: ``imagination_starts`` = k valid slots per
+        episode drawn without replacement (None: every slot)."""
         starts = self.args.imagination_starts
-        if starts is None or starts >= steps:
-            return None, slice(0, steps), slice(1, steps + 1)
-        weights = step_mask.squeeze(-1) + 1e-6  # invalid steps only when too few are valid
-        picked = torch.multinomial(weights, starts)
-        return torch.cat([picked, picked + 1], dim=1), slice(0, starts), slice(starts, 2 * starts)
+        if starts is None or starts >= start_mask.shape[1]:
+            return None
+        weights = start_mask.squeeze(-1) + 1e-6  # invalid slots only when too few are valid
+        return torch.multinomial(weights, starts)
 
-    def _imagine(self, agent_qs, hidden, target_hidden, joint_mean, avail):
-        """Roll the world model from every slot with the agents' policy; return the rollout with
-        per-step live agent Qs (with gradient), target agent Qs and foresight, all shaped
-        [B, S, H(+1), ...]."""
+    def _imagine(self, agent_qs, hidden, joint_mean, avail):
+        """Roll the world model H steps from every slot with the live agents' greedy policy (no
+        gradient anywhere); add the agents' inputs and Qs at each imagined step and the foresight
+        (the rollout encoder, with gradient). Everything is shaped [B, T+1, H(+1), ...]."""
         args = self.args
         batch_size, slots = joint_mean.shape[:2]
         rows, n, n_actions = batch_size * slots, self.n_agents, self.n_actions
         live_h = hidden.detach().reshape(rows * n, -1)
-        target_h = target_hidden.reshape(rows * n, -1)
-        live_qs, target_qs = [], []
+        inputs_per_step, qs_per_step = [], []
 
         def act(k, obs, avail, last_actions_onehot):
-            nonlocal live_h, target_h
+            nonlocal live_h
             inputs = self._agent_inputs(obs, last_actions_onehot)
-            with torch.enable_grad():
-                q, live_h = self.mac.agent(inputs, live_h)
-            target_q, target_h = self.target_mac.agent(inputs, target_h)
-            live_qs.append(q.view(rows, n, n_actions))
-            target_qs.append(target_q.view(rows, n, n_actions))
-            return self._policy_actions(q.detach().view(rows, n, n_actions), avail)
+            q, live_h = self.mac.agent(inputs, live_h)
+            inputs_per_step.append(inputs.view(rows, n, -1))
+            qs_per_step.append(q.view(rows, n, n_actions))
+            return self._policy_actions(qs_per_step[-1], avail)
 
         first_actions = self._policy_actions(agent_qs.detach().reshape(rows, n, n_actions),
                                              avail.reshape(rows, n, n_actions))
         start = joint_mean.reshape(rows, -1)
         rollout = self.world_model.imagine(start, first_actions, act, args.rollout_depth,
                                            self.joint_sale, args.rollout_noise)
-        rollout["live_qs"] = torch.stack(live_qs, dim=1)
-        rollout["target_qs"] = torch.stack(target_qs, dim=1)
+        rollout["inputs"] = torch.stack(inputs_per_step, dim=1)
+        rollout["greedy_qs"] = torch.stack(qs_per_step, dim=1)
         rollout["foresight"] = self.rollout_encoder(start, rollout["latents"])
         return {key: None if value is None else value.view(batch_size, slots, *value.shape[1:])
                 for key, value in rollout.items()}
 
-    def _imagined_td_loss(self, rollout, agent_qs, context, start_mask):
-        """TD on imagined transitions k = 0..H-1 from every valid slot; step k weighs
-        prod_{j<k} c_hat_j. Step 0 acts from the real slot (real Q, real context)."""
+    def _imagined_td_loss(self, rollout, agent_qs, hidden, target_hidden, context, start_mask):
+        """TD on imagined transitions k = 0..H-1 from the given slots [B, S]; step k weighs
+        prod_{j<k} c_hat_j. Step 0 acts from the real slot (real Q, real context); the agents
+        re-run the imagined inputs with gradient from their real h^t, the target agents from
+        theirs."""
         horizon = self.args.rollout_depth
+        batch_size, slots = agent_qs.shape[:2]
+        rows = batch_size * slots * self.n_agents
+        step_inputs = rollout["inputs"]  # [B, S, H, n, in]
+        live_h, target_h = hidden.detach().reshape(rows, -1), target_hidden.reshape(rows, -1)
+        live_qs, target_qs = [agent_qs], []
+        for k in range(horizon):
+            inputs = step_inputs[:, :, k].reshape(rows, -1)
+            if k < horizon - 1:
+                q, live_h = self.mac.agent(inputs, live_h)
+                live_qs.append(q.view(agent_qs.shape))
+            with torch.no_grad():
+                target_q, target_h = self.target_mac.agent(inputs, target_h)
+            target_qs.append(target_q.view(agent_qs.shape))
+
         sale = None
         if self.joint_sale is not None:
             with torch.no_grad():
@@ -313,12 +315,12 @@ class SALEMBLearner:
                                               foresight=rollout["foresight"][:, :, 1:])
         contexts = torch.cat([context.unsqueeze(2), imagined_context], dim=2)  # [B, S, H+1, C]
 
-        step_qs = torch.cat([agent_qs.unsqueeze(2), rollout["live_qs"][:, :, :-1]], dim=2)
-        chosen = torch.gather(step_qs, 4, rollout["actions"][:, :, :horizon].unsqueeze(4)).squeeze(4)
+        chosen = torch.gather(torch.stack(live_qs, dim=2), 4,
+                              rollout["actions"][:, :, :horizon].unsqueeze(4)).squeeze(4)
         q_tot = self.mixer(chosen, contexts[:, :, :horizon])  # [B, S, H, 1]
         with torch.no_grad():
-            next_qs = _double_q(rollout["live_qs"], rollout["target_qs"], rollout["avail"],
-                                self.args.double_q)
+            next_qs = _double_q(rollout["greedy_qs"], torch.stack(target_qs, dim=2),
+                                rollout["avail"], self.args.double_q)
             next_q_tot = self._clip(self.target_mixer(next_qs, contexts[:, :, 1:]))
             continuations = rollout["continuations"]
             targets = rollout["rewards"] + self.args.gamma * continuations * next_q_tot
@@ -449,6 +451,11 @@ def _take(x, slots):
         return x
     index = slots.view(*slots.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
     return torch.gather(x, 1, index)
+
+
+def _take_all(tensors, slots):
+    """_take of every tensor of a dict (None entries stay None)."""
+    return {key: None if value is None else _take(value, slots) for key, value in tensors.items()}
 
 
 def _double_q(live_next_qs, target_next_qs, avail, double_q):
