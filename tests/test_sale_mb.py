@@ -111,14 +111,16 @@ def logged(learner, key):
 
 
 def real_rollout(learner, batch):
-    """What train() hands learner._imagine: agents over the batch, the posterior means."""
+    """What train() feeds imagination: the agents over the batch (Qs, recurrent states), the
+    target agents' states, the posterior means; returns (rollout, its inputs)."""
     agent_qs, hidden = learner.mac.forward_all(batch, return_hidden=True)
     with torch.no_grad():
         _, target_hidden = learner.target_mac.forward_all(batch, return_hidden=True)
     prev_hidden = torch.cat([torch.zeros_like(target_hidden[:, :1]), target_hidden[:, :-1]], 1)
     joint_mean = learner.world_model.observe(batch["obs"], prev_hidden)[0].flatten(-2).detach()
-    return learner._imagine(agent_qs, hidden, target_hidden, joint_mean,
-                            batch["avail_actions"].float())
+    rollout = learner._imagine(agent_qs, hidden, joint_mean, batch["avail_actions"].float())
+    return rollout, dict(agent_qs=agent_qs, hidden=hidden, target_hidden=target_hidden,
+                         joint_mean=joint_mean)
 
 
 def state_equal(a, b):
@@ -395,7 +397,7 @@ def test_learner_imagination_picks_only_predicted_available_actions(monkeypatch,
     monkeypatch.setattr(learner.world_model, "avail_logits",
                         lambda z: logits.expand(*z.shape[:-1], N_ACTIONS))
     batch = full_batch()
-    rollout = real_rollout(learner, batch)
+    rollout, _ = real_rollout(learner, batch)
     actions, avail = rollout["actions"], rollout["avail"]
     real_avail = batch["avail_actions"]
     assert (real_avail.gather(-1, actions[:, :, 0].unsqueeze(-1)) == 1).all()
@@ -404,7 +406,7 @@ def test_learner_imagination_picks_only_predicted_available_actions(monkeypatch,
     assert (actions[:, :, 1:, 0] == 2).all()
     assert set(actions[:, :, 1:, 1].unique().tolist()) <= {1, 3}
     if img_epsilon == 0:
-        unmasked = rollout["live_qs"].detach().argmax(-1)
+        unmasked = rollout["greedy_qs"].argmax(-1)
         assert (unmasked != actions[:, :, 1:]).any(), "the mask never mattered: a weak test"
 
 
@@ -415,29 +417,30 @@ def test_imagination_with_exploration_trains_on_batches_with_padding():
     try:
         learner.train(make_batch(), t_env=0, episode_num=0)
     except RuntimeError as err:
-        pytest.fail("BUG (sale_mb_learner._policy_actions): with img_epsilon > 0 the first "
-                    "imagined action is drawn by torch.multinomial over the REAL avail_actions of "
-                    "every imagined-from slot; padded slots (all-zero availability) make it raise "
-                    f"instead of being masked: {err}")
+        pytest.fail("BUG (sale_mb_learner._imagine -> _policy_actions): with img_epsilon > 0 "
+                    "the first imagined action of every slot is drawn by torch.multinomial over "
+                    "the slot's REAL avail_actions; padded slots (all-zero availability) make it "
+                    f"raise instead of being masked out: {err}")
     assert "imagined_td_loss" in learner.logger.stats
 
 
 def test_learner_imagination_shapes_and_detached_outputs():
-    """Shapes over [B, T+1, H(+1), ...]; latents, rewards, continuations, actions, masks, states
-    and target Qs carry no gradient."""
+    """learner._imagine from every slot: shapes over [B, T+1, H(+1), ...]; everything but the
+    foresight (which trains the rollout encoder) is free of gradient."""
     learner = make_learner(0)
     batch = full_batch()
-    rollout = real_rollout(learner, batch)
+    rollout, _ = real_rollout(learner, batch)
     B, S = batch.batch_size, batch.max_seq_length
     L, D = N_AGENTS * SMALL["agent_latent_dim"], SMALL["imagination_dim"]
     assert rollout["latents"].shape == (B, S, HORIZON, L)
     assert rollout["actions"].shape == (B, S, HORIZON + 1, N_AGENTS)
-    assert rollout["live_qs"].shape == rollout["target_qs"].shape == (B, S, HORIZON, N_AGENTS, N_ACTIONS)
+    assert rollout["greedy_qs"].shape == (B, S, HORIZON, N_AGENTS, N_ACTIONS)
     assert rollout["foresight"].shape == (B, S, HORIZON + 1, D)
     assert rollout["rewards"].shape == rollout["continuations"].shape == (B, S, HORIZON, 1)
     assert rollout["states"].shape == (B, S, HORIZON, STATE_DIM)
-    for key in ("latents", "rewards", "continuations", "actions", "avail", "states", "target_qs"):
-        assert not rollout[key].requires_grad, key
+    assert rollout["avail"].shape == (B, S, HORIZON, N_AGENTS, N_ACTIONS)
+    for key, value in rollout.items():
+        assert value.requires_grad == (key == "foresight"), key
 
 
 def gradient_reach(output, params):
@@ -456,29 +459,30 @@ def learner_parameters(learner):
             "mixer": list(learner.mixer.parameters())}
 
 
-def test_imagined_q_values_train_the_agents_only():
-    """The live Qs at imagined steps (what imagined TD regresses) have a gradient path to the
-    agents' GRU/Q head and to nothing else: decoded inputs are detached."""
+def test_imagined_steps_train_the_agents_but_not_the_world_model():
+    """Imagined TD with the real slot's Q detached (so only imagined steps k >= 1 can carry an
+    agent gradient): the agents' GRU/Q head get a gradient, the world model, joint SALE and
+    live encoders none (decoded inputs are detached)."""
     learner = make_learner(0)
-    rollout = real_rollout(learner, full_batch())
+    batch = full_batch()
+    rollout, real = real_rollout(learner, batch)
+    sale = learner.joint_sale.embed(real["joint_mean"]).detach()
+    context = learner.mixer.context(state=batch["state"], sale=sale,
+                                    foresight=rollout["foresight"][:, :, 0])
+    loss = learner._imagined_td_loss(rollout, real["agent_qs"].detach(), real["hidden"],
+                                     real["target_hidden"], context, batch["filled"].float())
     groups = learner_parameters(learner)
-    reached = {name: gradient_reach(rollout["live_qs"], params) for name, params in groups.items()}
-    for name in ("agent_encoder", "world_model", "joint_sale", "rollout_encoder", "mixer"):
-        assert not any(reached[name]), name
-    assert any(reached["agent_td"]), (
-        "BUG (sale_mb_learner._imagine, act()): the imagined-step Qs never reach the agent "
-        "parameters, so imagined TD trains only the mixer (and Q at the real start slot). "
-        "`live_qs.append(q.view(rows, n, n_actions))` runs outside the `torch.enable_grad()` "
-        "block, inside world_model.imagine's no_grad: a view made under no_grad reports "
-        "requires_grad=True but has no grad_fn, so backward silently drops the gradient. "
-        "Take the view inside enable_grad.")
+    for name in ("agent_encoder", "world_model", "joint_sale"):
+        assert not any(gradient_reach(loss, groups[name])), name
+    for name in ("agent_td", "mixer", "rollout_encoder"):
+        assert any(gradient_reach(loss, groups[name])), name
 
 
 def test_foresight_trains_the_rollout_encoder_only():
     """Foresight m (read by the mixer) is trained through the rollout encoder alone: the start
     latents and imagined latents it reads are detached."""
     learner = make_learner(0)
-    rollout = real_rollout(learner, full_batch())
+    rollout, _ = real_rollout(learner, full_batch())
     for name, params in learner_parameters(learner).items():
         assert any(gradient_reach(rollout["foresight"], params)) == (name == "rollout_encoder"), name
 
@@ -672,41 +676,49 @@ def test_q_taken_mean_is_the_team_value_per_agent_like_target_mean():
         "EPyMARL and q_learner, so it is not on target_mean's scale")
 
 
-def test_imagination_starts_subsamples_steps_without_changing_their_context():
-    """imagination_starts = k: TD reads k distinct valid steps per episode (and their t + 1);
-    the context at a sampled step equals the one a full pass computes there (rollouts from
-    different slots are independent), so the subsample is an unbiased part of the full loss."""
+def mixer_calls(learner, batch):
+    """Train once; the contexts of the live mixer's two calls: real TD [B, T, C], imagined TD
+    [B, S, H, C]."""
+    calls = []
+    forward = learner.mixer.forward
+    learner.mixer.forward = lambda agent_qs, states: calls.append(states.detach()) or forward(agent_qs, states)
+    torch.manual_seed(123)
+    learner.train(batch, t_env=0, episode_num=0)
+    return calls
+
+
+def test_imagination_starts_subsamples_imagined_td_only():
+    """imagination_starts = k: real TD still reads every step, imagined TD k distinct slots per
+    episode, whose contexts equal those a full pass computes there (rollouts from different
+    slots are independent), so the subsample is an unbiased part of the full imagined loss."""
     batch, k = full_batch(), 3
-    full_live, full_target = mixer_contexts(make_learner(0), batch)
-    full = torch.cat([full_live, full_target[:, -1:]], 1)
+    full_real, full_imagined = mixer_calls(make_learner(0), batch)
+    assert full_imagined.shape[:3] == (batch.batch_size, batch.max_seq_length, HORIZON)
 
     learner = make_learner(0, imagination_starts=k)
     picks = []
-    td_slots = learner._td_slots
-    learner._td_slots = lambda step_mask: picks.append(td_slots(step_mask)) or picks[-1]
-    live, target = mixer_contexts(learner, batch)
-    slots, now, following = picks[0]
-    assert live.shape[:2] == target.shape[:2] == (batch.batch_size, k)
-    assert torch.equal(slots[:, following], slots[:, now] + 1)
-    for row in slots[:, now]:
-        assert len(set(row.tolist())) == k and row.max() < batch.max_seq_length - 1
-    index = slots.unsqueeze(-1).expand(-1, -1, full.shape[-1])
-    torch.testing.assert_close(live, full.gather(1, index[:, now]))
-    torch.testing.assert_close(target, full.gather(1, index[:, following]))
-    assert "imagined_td_loss" in learner.logger.stats
+    sample_starts = learner._sample_starts
+    learner._sample_starts = lambda start_mask: picks.append(sample_starts(start_mask)) or picks[-1]
+    real, imagined = mixer_calls(learner, batch)
+    (starts,) = picks
+    assert torch.equal(real, full_real)
+    assert starts.shape == (batch.batch_size, k)
+    assert all(len(set(row.tolist())) == k for row in starts)
+    index = starts.view(*starts.shape, 1, 1).expand(-1, -1, *full_imagined.shape[2:])
+    torch.testing.assert_close(imagined, full_imagined.gather(1, index))
 
 
-def test_imagination_starts_prefers_valid_steps():
-    """Sampled steps come from the valid ones while an episode has at least k of them."""
+def test_imagination_starts_prefers_valid_slots():
+    """Sampled start slots come from the valid ones (filled, before a terminal) while an episode
+    has at least k of them."""
     learner = make_learner(0, imagination_starts=3)
-    lengths = torch.tensor([6, 3, 6, 4])
-    step_mask = (torch.arange(6) < lengths.unsqueeze(1)).float().unsqueeze(-1)
+    lengths = torch.tensor([6, 3, 6, 4])  # transitions; slots 0..length are valid starts
+    start_mask = (torch.arange(7) <= lengths.unsqueeze(1)).float().unsqueeze(-1)
     torch.manual_seed(0)
-    seen = torch.zeros(4, 6)
+    seen = torch.zeros(4, 7)
     for _ in range(50):
-        slots, now, _ = learner._td_slots(step_mask)
-        seen.scatter_add_(1, slots[:, now], torch.ones(4, 3))
-    assert torch.equal(seen > 0, step_mask.squeeze(-1) > 0)
+        seen.scatter_add_(1, learner._sample_starts(start_mask), torch.ones(4, 3))
+    assert torch.equal(seen > 0, start_mask.squeeze(-1) > 0)
 
 
 def test_save_then_load_resumes_exactly(tmp_path):
@@ -854,8 +866,8 @@ def test_each_loss_trains_only_its_own_networks(loss, overrides, detach_td, trai
     for name, modules in parts(learner).items():
         for module in modules:
             expected = name in trained
-            assert has_gradient(module) == expected, \
-                f"{loss} loss: {type(module).__name__} in {name} {'gets no' if expected else 'gets a'} gradient"
+            verdict = "gets no" if expected else "gets a"
+            assert has_gradient(module) == expected, f"{loss} loss: {name} {module} {verdict} gradient"
     for module in parts(learner)["fixed"]:
         assert all(p.grad is None for p in module.parameters())
 

@@ -223,7 +223,7 @@ class SALEMBLearner:
         if t_env - self.log_stats_t >= args.learner_log_interval:
             stats.update(loss=td_loss + model_loss, grad_norm=grad_norm, wm_grad_norm=wm_grad_norm,
                          td_error_abs=masked_mean(td_error.abs(), step_mask),
-                         q_taken_mean=masked_mean(chosen_qs, step_mask) / self.n_agents,
+                         q_taken_mean=masked_mean(q_tot, step_mask) / self.n_agents,
                          target_mean=masked_mean(targets, step_mask) / self.n_agents)
             if sale_state is not None:
                 stats["joint_sale_std"] = sale_state.detach()[start_mask.squeeze(-1) > 0].std(0).mean()
@@ -345,7 +345,9 @@ class SALEMBLearner:
         epsilon = self.args.img_epsilon
         if epsilon <= 0:
             return greedy
-        random_actions = torch.multinomial(avail.reshape(-1, avail.shape[-1]), 1).view_as(greedy)
+        # rows with nothing available (padding) draw from all actions; they are masked later
+        weights = torch.where(avail.sum(-1, keepdim=True) > 0, avail, torch.ones_like(avail))
+        random_actions = torch.multinomial(weights.reshape(-1, avail.shape[-1]), 1).view_as(greedy)
         explore = torch.rand(greedy.shape, device=qs.device) < epsilon
         return torch.where(explore, random_actions, greedy)
 
