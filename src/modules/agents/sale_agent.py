@@ -4,7 +4,7 @@ learned embeddings (SALE) of the agent's own observation.
     z_o  = f_o(o)             AvgL1Norm of an MLP of the observation
     z_oa = g_o(z_o, onehot a) one embedding per candidate action (one batched pass)
     h    = GRUCell(MLP(x), h_prev)       x: the MAC's inputs (obs, last action, agent id)
-    Q(a) = MLP([AvgL1Norm(W h), z_o, z_oa(a), onehot(a)])
+    Q(a) = MLP([AvgL1Norm(W h), z_o, z_oa(a), onehot(a)])  (+ (V h)_a with ``q_linear_head``)
 
 The encoder exists three times: the live one (``encoder``, trained only by the learner's SALE
 loss through ``embed``/``embed_action``), a *fixed* copy that the Q head reads when acting and
@@ -80,6 +80,8 @@ class SALEAgent(nn.Module):
         self.q_state_action = nn.Linear(args.sale_dim, args.q_head_dim, bias=False)
         self.q_action = nn.Linear(args.n_actions, args.q_head_dim, bias=False)
         self.q_out = nn.Linear(args.q_head_dim, 1)
+        # optional linear read-out of h per action (QMIX's agent head), added to the SALE head
+        self.q_linear = nn.Linear(args.hidden_dim, args.n_actions) if args.q_linear_head else None
 
     def init_hidden(self):
         return self.fc1.weight.new_zeros(1, self.hidden_dim)
@@ -109,7 +111,8 @@ class SALEAgent(nn.Module):
         shared = (self.q_hidden(avg_l1_norm(self.hidden_proj(h))) + self.q_state(z_o)
                   + folded_bias)
         per_action = F.linear(action_features, folded_weight) + self.q_action.weight.t()
-        return self.q_out(F.elu(shared.unsqueeze(-2) + per_action)).squeeze(-1)
+        q = self.q_out(F.elu(shared.unsqueeze(-2) + per_action)).squeeze(-1)
+        return q if self.q_linear is None else q + self.q_linear(h)
 
     # --- the live encoder, for the learner's SALE loss -------------------------------------------
     def embed(self, obs):
