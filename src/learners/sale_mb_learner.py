@@ -5,13 +5,14 @@ One update on a batch of real episodes (slots t = 0..T, transitions t = 0..T-1):
 2. world model: posterior q(z_i^t | o_i^t, h_i^{t-1}) with h from the target agents, the ELBO
    terms with KL balancing (``vae_world_model``), the joint SALE loss
    ||G(F(sg Z^t), a^t) - sg F(Z^{t+1})||^2 and each agent's SALE loss on its own observations;
-3. imagination from every slot with the live world model and the agents' greedy policy, read by
-   the rollout encoder into foresight m (the start's and each imagined step's);
-4. real TD: Q_tot = qmix_sale(Q_i(a_i^t), c^t) with c^t = [s^t, F(Z^t), m^t], double-Q targets
-   from the target networks reading c^{t+1} (detached), optionally clipped to the range of targets
-   seen so far (TD7);
-5. imagined TD (Dyna-style) on the imagined transitions, each weighted by the product of the
-   earlier predicted continuations, the mixer reading [s_hat, F(Z_hat), m_hat];
+3. imagination (no gradient) from every slot with the live world model and the agents' greedy
+   policy, read by the rollout encoder into foresight m (the start's and each imagined step's);
+4. real TD on every step: Q_tot = qmix_sale(Q_i(a_i^t), c^t) with c^t = [s^t, F(Z^t), m^t],
+   double-Q targets from the target networks reading c^{t+1} (detached), optionally clipped to
+   the range of targets seen so far (TD7);
+5. imagined TD (Dyna-style) on the imagined transitions from every slot or from
+   ``imagination_starts`` sampled ones (the agents re-run those with gradient), each weighted by
+   the product of the earlier predicted continuations, the mixer reading [s_hat, F(Z_hat), m_hat];
 6. one backward pass; Adam for the agent, mixer and rollout encoder (TD), Adam for the world model
    and the SALE encoders (model losses); target networks and TD7's fixed encoders refresh.
 Gradient routes: TD trains the agents' GRU and Q heads, the mixer and the rollout encoder; the
