@@ -143,3 +143,28 @@ def test_entry_point_refuses_an_unknown_gym_env_before_starting(tmp_path, key, e
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
     assert os.listdir(tmp_path) == []
+
+
+# --- alg files that extend another ----------------------------------------------------------------
+@pytest.mark.parametrize("ablation, changed", [
+    ("sale_mb_no_wm", {"world_model", "mixer_inputs"}),
+    ("sale_mb_no_sale", {"agent", "use_sale", "mixer_inputs"}),
+    ("sale_mb_no_klbal", {"kl_balance"}),
+    ("sale_mb_no_state", {"use_state_decoder", "mixer_inputs"}),
+])
+def test_an_ablation_is_its_parent_with_only_the_keys_it_names_changed(ablation, changed):
+    parent = build_config("sale_mb", "lbf", [("seed", 1)])
+    child = build_config(ablation, "lbf", [("seed", 1)])
+    differing = {key for key in parent if parent[key] != child[key]}
+    assert differing == changed | {"name"}
+    assert "extends" not in child
+
+
+def test_an_alg_file_that_extends_itself_is_refused(tmp_path, monkeypatch):
+    import utils.config as config_module
+    algs = tmp_path / "algs"
+    algs.mkdir()
+    (algs / "loop.yaml").write_text('extends: "loop"\nname: "loop"\n')
+    monkeypatch.setattr(config_module, "CONFIG_DIR", str(tmp_path))
+    with pytest.raises(config_module.ConfigError, match="extends itself"):
+        config_module.load_named_config("algs", "loop")
