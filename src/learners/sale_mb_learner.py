@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from components.standarize_stream import RunningMeanStd
 from modules.agents.sale_agent import StateActionEncoder
-from modules.mixers.qmix_sale import CONTEXT_PARTS, QMixSALE
+from modules.mixers.qmix_sale import QMixSALE, check_mixer_inputs
 from modules.world_models import REGISTRY as world_model_REGISTRY
 from modules.world_models.vae_world_model import RolloutEncoder
 from utils.rl_utils import build_td_targets, masked_mean, update_targets, valid_step_mask
@@ -64,9 +64,8 @@ class SALEMBLearner:
         self.model_params = []
         if self.agent_has_sale:
             self.model_params += list(mac.agent.encoder_parameters())
-        for module in (self.rollout_encoder,):
-            if module is not None:
-                self.td_params += list(module.parameters())
+        if self.rollout_encoder is not None:
+            self.td_params += list(self.rollout_encoder.parameters())
         for module in (self.world_model, self.joint_sale):
             if module is not None:
                 self.model_params += list(module.parameters())
@@ -87,6 +86,7 @@ class SALEMBLearner:
         self.last_target_update_step = 0
         self.log_stats_t = -args.learner_log_interval - 1
         self.rew_ms = RunningMeanStd(shape=(1,), device=args.device)
+        self.agent_ids = torch.eye(self.n_agents, device=args.device)  # imagined agents' id inputs
         self.target_range = [math.inf, -math.inf]  # min and max of the real TD targets so far
 
     @staticmethod
@@ -96,9 +96,7 @@ class SALEMBLearner:
             raise ValueError("sale_mb_learner mixes agents into one team value and needs "
                              "common_reward=True")
         inputs = config["mixer_inputs"]
-        unknown = [part for part in inputs if part not in CONTEXT_PARTS]
-        if unknown or not inputs:
-            raise ValueError(f"mixer_inputs={inputs!r}: choose a non-empty list from {list(CONTEXT_PARTS)}")
+        check_mixer_inputs(inputs)
         if "sale" in inputs and not config["use_sale"]:
             raise ValueError("mixer_inputs has 'sale' but use_sale=False: drop 'sale' from mixer_inputs")
         has_wm = config["world_model"] is not None
@@ -337,7 +335,7 @@ class SALEMBLearner:
         if self.args.obs_last_action:
             parts.append(last_actions_onehot)
         if self.args.obs_agent_id:
-            parts.append(torch.eye(self.n_agents, device=obs.device).expand(obs.shape[0], -1, -1))
+            parts.append(self.agent_ids.expand(obs.shape[0], -1, -1))
         return torch.cat(parts, dim=-1).reshape(obs.shape[0] * self.n_agents, -1)
 
     def _policy_actions(self, qs, avail):
@@ -378,10 +376,11 @@ class SALEMBLearner:
             self.target_mac.agent.copy_fixed_encoders(self.mac.agent)
 
     # --- devices and checkpoints ----------------------------------------------------------------
-    def _modules(self):
-        return {"mixer": self.mixer, "target_mixer": self.target_mixer,
-                "world_model": self.world_model, "rollout_encoder": self.rollout_encoder,
-                "joint_sale": self.joint_sale}
+    def _world_model_parts(self):
+        """What world_model.th holds: the modules of this run that exist."""
+        parts = {"world_model": self.world_model, "rollout_encoder": self.rollout_encoder,
+                 "joint_sale": self.joint_sale}
+        return {name: module for name, module in parts.items() if module is not None}
 
     def cuda(self):
         self.to("cuda")
@@ -389,9 +388,9 @@ class SALEMBLearner:
     def to(self, device):
         self.mac.to(device)
         self.target_mac.to(device)
-        for module in self._modules().values():
-            if module is not None:
-                module.to(device)
+        for module in (self.mixer, self.target_mixer, *self._world_model_parts().values()):
+            module.to(device)
+        self.agent_ids = self.agent_ids.to(device)
         self.rew_ms.mean, self.rew_ms.var = self.rew_ms.mean.to(device), self.rew_ms.var.to(device)
         return self
 
@@ -403,8 +402,7 @@ class SALEMBLearner:
         torch.save(self.target_mac.state_dict(), os.path.join(path, "target_agent.th"))
         torch.save(self.mixer.state_dict(), os.path.join(path, "mixer.th"))
         torch.save(self.target_mixer.state_dict(), os.path.join(path, "target_mixer.th"))
-        torch.save({name: module.state_dict() for name, module in self._modules().items()
-                    if module is not None and "mixer" not in name},
+        torch.save({name: module.state_dict() for name, module in self._world_model_parts().items()},
                    os.path.join(path, "world_model.th"))
         torch.save(self.optimiser.state_dict(), os.path.join(path, "opt.th"))
         if self.wm_optimiser is not None:
@@ -421,9 +419,8 @@ class SALEMBLearner:
         self.mixer.load_state_dict(_load(path, "mixer.th"))
         self.target_mixer.load_state_dict(_load(path, "target_mixer.th"))
         models = _load(path, "world_model.th")
-        for name, module in self._modules().items():
-            if module is not None and "mixer" not in name:
-                module.load_state_dict(models[name])
+        for name, module in self._world_model_parts().items():
+            module.load_state_dict(models[name])
         self.optimiser.load_state_dict(_load(path, "opt.th"))
         if self.wm_optimiser is not None:
             self.wm_optimiser.load_state_dict(_load(path, "wm_opt.th"))

@@ -14,16 +14,19 @@ from modules.mixers.qmix import QMixer, state_size
 CONTEXT_PARTS = ("state", "sale", "foresight")
 
 
+def check_mixer_inputs(inputs):
+    unknown = [part for part in inputs if part not in CONTEXT_PARTS]
+    if unknown or not inputs:
+        raise ValueError(f"mixer_inputs={inputs!r}: choose a non-empty list from {list(CONTEXT_PARTS)}")
+
+
 def context_part_sizes(args):
     return {"state": state_size(args), "sale": args.sale_dim, "foresight": args.imagination_dim}
 
 
 class QMixSALE(QMixer):
     def __init__(self, args):
-        unknown = [part for part in args.mixer_inputs if part not in CONTEXT_PARTS]
-        if unknown or not args.mixer_inputs:
-            raise ValueError(f"mixer_inputs={args.mixer_inputs!r}: choose a non-empty list from "
-                             f"{list(CONTEXT_PARTS)}")
+        check_mixer_inputs(args.mixer_inputs)
         sizes = context_part_sizes(args)
         self.inputs = list(args.mixer_inputs)
         super().__init__(args, input_dim=sum(sizes[part] for part in self.inputs))
