@@ -35,7 +35,7 @@ def label(env_config, overrides):
 
 def random_rate(env_config, overrides, steps, seed=0):
     from envs import REGISTRY
-    from utils.config import build_config
+    from run_config import build_config
 
     config = build_config("qmix", env_config, list(overrides.items()) + [("seed", seed)])
     env = REGISTRY[config["env"]](**config["env_args"], common_reward=True, reward_scalarisation="sum")

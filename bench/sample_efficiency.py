@@ -50,7 +50,7 @@ SRC_DIR = os.path.join(REPO_ROOT, "src")
 MAIN = os.path.join(SRC_DIR, "main.py")
 sys.path.insert(0, SRC_DIR)
 
-from utils.config import ConfigError, available_configs, build_config, parse_overrides  # noqa: E402
+from run_config import ConfigError, available_configs, build_config, parse_overrides  # noqa: E402
 
 DEFAULT_ALGS = ["sale_mb", "qmix", "sale_mb_no_wm", "sale_mb_no_sale", "sale_mb_no_klbal", "sale_mb_no_state"]
 DEFAULT_ENVS = ["lbf_2s_8x8_2p_2f_coop", "lbf_10x10_4p_3f"]

@@ -55,7 +55,7 @@ def main():
     timed(ForagingEnv, "step", totals, counts, "env.step (raw LBF)")
     timed(ForagingEnv, "reset", totals, counts, "env.reset (raw LBF)")
     timed(BasicMAC, "select_actions", totals, counts, "action selection")
-    from utils.config import build_config
+    from run_config import build_config
     learner_cls = learners[build_config(options.alg, "gymma", [], check_names=False)["learner"]]
     timed(learner_cls, "train", totals, counts, "learner updates")
 

@@ -25,7 +25,7 @@ from controllers import REGISTRY as mac_registry  # noqa: E402
 from learners import REGISTRY as learner_registry  # noqa: E402
 from run import build_scheme  # noqa: E402
 from runners import REGISTRY as runner_registry  # noqa: E402
-from utils.config import build_config, parse_overrides  # noqa: E402
+from run_config import build_config, parse_overrides  # noqa: E402
 
 
 class SilentLogger:

@@ -1,6 +1,6 @@
 """Entry point: `python src/main.py --config=<alg> --env-config=<env> [with key=value ...]`.
 
-The config is merged and validated before anything starts (see utils/config.py), then the run is
+The config is merged and validated before anything starts (see run_config.py), then the run is
 handed to Sacred, which records it under results/sacred/<alg>/<env>/<id>/ (and in MongoDB when
 `mongo_url` is set).
 """
@@ -26,7 +26,7 @@ def make_experiment(config):
     from sacred.utils import apply_backspaces_and_linefeeds
 
     from run import run
-    from utils.experiment import env_label, mongo_observer, results_dir
+    from experiment import env_label, mongo_observer, results_dir
     from utils.logging import get_console_logger
 
     SETTINGS.CAPTURE_MODE = "sys"
@@ -51,9 +51,9 @@ def make_experiment(config):
 
 def main(argv=None):
     """Run one experiment; returns the process exit code (2 for a config or checkpoint error)."""
-    from utils.checkpoint import CheckpointError
-    from utils.config import ConfigError, build_config, parse_command_line
-    from utils.experiment import preflight_checkpoint, preflight_env
+    from checkpoint import CheckpointError
+    from run_config import ConfigError, build_config, parse_command_line
+    from experiment import preflight_checkpoint, preflight_env
 
     argv = sys.argv[1:] if argv is None else list(argv)
     try:

@@ -14,8 +14,8 @@ from components.transforms import OneHot
 from controllers import REGISTRY as mac_REGISTRY
 from learners import REGISTRY as le_REGISTRY
 from runners import REGISTRY as r_REGISTRY
-from utils.checkpoint import choose_step, load_torch, write_checkpoint
-from utils.experiment import env_label, resolve_path, results_dir
+from checkpoint import choose_step, load_torch, write_checkpoint
+from experiment import env_label, resolve_path, results_dir
 from utils.logging import Logger, get_console_logger
 
 

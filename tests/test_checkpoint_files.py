@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from utils.checkpoint import CheckpointError, choose_step, load_torch, verify_checkpoint, write_checkpoint
+from checkpoint import CheckpointError, choose_step, load_torch, verify_checkpoint, write_checkpoint
 
 
 def write_two_files(path):

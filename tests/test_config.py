@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from utils.config import ConfigError, build_config, parse_command_line, parse_value
+from run_config import ConfigError, build_config, parse_command_line, parse_value
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALGS = ["iql", "iql_ns", "vdn", "vdn_ns", "qmix", "qmix_ns"]
@@ -86,7 +86,7 @@ def test_missing_yaml_files_name_close_choices():
 
 
 def test_typo_inside_a_yaml_file_is_refused(tmp_path, monkeypatch):
-    import utils.config as config_module
+    import run_config as config_module
 
     fake = tmp_path / "config"
     (fake / "algs").mkdir(parents=True)
@@ -161,7 +161,7 @@ def test_an_ablation_is_its_parent_with_only_the_keys_it_names_changed(ablation,
 
 
 def test_an_alg_file_that_extends_itself_is_refused(tmp_path, monkeypatch):
-    import utils.config as config_module
+    import run_config as config_module
     algs = tmp_path / "algs"
     algs.mkdir()
     (algs / "loop.yaml").write_text('extends: "loop"\nname: "loop"\n')

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from envs import REGISTRY as env_REGISTRY
-from utils.config import build_config
+from run_config import build_config
 
 # env config -> (players, foods, grid size, sight, cooperative)
 PAPER_TASKS = {
@@ -35,7 +35,7 @@ def test_paper_task_configs_build_the_named_task(env_config):
 
 
 def test_five_food_task_is_labelled_as_such_in_results():
-    from utils.experiment import env_label
+    from experiment import env_label
 
     config = build_config("qmix", "lbf_10x10_3p_5f", [])
     assert env_label(config) == "Foraging-10x10-3p-5f-v3"

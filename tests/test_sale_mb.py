@@ -25,7 +25,7 @@ from modules.agents.sale_agent import SALEAgent, StateActionEncoder
 from modules.mixers.qmix_sale import QMixSALE
 from modules.world_models import REGISTRY as world_model_REGISTRY
 from modules.world_models.vae_world_model import RolloutEncoder, usable_actions
-from utils.config import build_config, parse_overrides
+from run_config import build_config, parse_overrides
 from utils.latent_utils import avg_l1_norm, balanced_kl, gaussian_kl, standard_normal_kl
 from utils.rl_utils import valid_step_mask
 
@@ -918,7 +918,7 @@ def test_every_config_trains_end_to_end_and_logs_its_metrics(tmp_path, alg, pres
 
 # =================================================================================================
 # 10. Inconsistent configs stop at start-up
-# List values are Python literals on the command line (utils.config.parse_value runs
+# List values are Python literals on the command line (run_config.parse_value runs
 # ast.literal_eval); subprocess passes each token as one argument, so no shell quoting is needed.
 @pytest.mark.parametrize("overrides, message", [
     (["world_model=null"], "mixer_inputs has 'foresight' but world_model=null"),

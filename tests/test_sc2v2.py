@@ -17,7 +17,7 @@ from envs import REGISTRY as env_REGISTRY
 from envs.sc2v2 import load_scenario, scenario_names
 from helpers import TINY, main_command, metric, read_json, sacred_runs
 from smacv2_standin import install_fake_game, standin_env_vars, use_smacv2_standin
-from utils.config import CONFIG_DIR, ConfigError, build_config
+from run_config import CONFIG_DIR, ConfigError, build_config
 
 RACE_UNITS = {"protoss": ["stalker", "zealot", "colossus"], "terran": ["marine", "marauder", "medivac"],
               "zerg": ["zergling", "baneling", "hydralisk"]}

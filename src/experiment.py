@@ -2,8 +2,8 @@
 import os
 import re
 
-from utils.checkpoint import CheckpointError, choose_step, verify_checkpoint
-from utils.config import REPO_ROOT, ConfigError
+from checkpoint import CheckpointError, choose_step, verify_checkpoint
+from run_config import REPO_ROOT, ConfigError
 
 
 def resolve_path(path):

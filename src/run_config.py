@@ -24,7 +24,7 @@ from copy import deepcopy
 
 import yaml
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config")
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config")
 REPO_ROOT = os.path.dirname(os.path.dirname(CONFIG_DIR))
 
 
