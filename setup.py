@@ -1,7 +1,7 @@
 """Installs the framework's dependencies; the code runs from `src/` (EPyMARL's layout).
 
 `pip install -e .` pulls the core dependencies; extras add optional environments:
-`pip install -e .[mamujoco]`, `.[smax]`. Nothing is installed under generic top-level names
+`pip install -e .[mamujoco]`, `.[smax]`, `.[sc2]`. Nothing is installed under generic top-level names
 (`utils`, `modules`): `src/main.py` puts `src/` on the path itself.
 """
 from setuptools import setup
@@ -27,5 +27,7 @@ setup(
         "test": ["pytest>=8", "mongomock>=4.1"],
         "mamujoco": ["gymnasium-robotics==1.4.2", "mujoco==3.17.0"],
         "smax": ["jax==0.10.2", "jaxlib==0.10.2", "jaxmarl==0.2.0", "flax==0.12.8", "chex==0.1.92"],
+        # smacv2 itself is on no registry (README, "StarCraft II"); these are its pinned dependencies.
+        "sc2": ["pysc2==4.0.0", "protobuf==3.20.3"],
     },
 )

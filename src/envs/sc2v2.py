@@ -3,7 +3,8 @@
 Scenarios are our yaml files in ``src/config/envs/smacv2_configs/``; ``map_name`` picks one and
 every other env_arg that is not None overrides the scenario field of the same name (nested dicts
 key by key). Neither the game nor smacv2 is on a package registry, so a missing piece stops the
-env before anything starts, saying what to install (README, section "StarCraft II").
+run at start-up, saying what to install (README, section "StarCraft II"). Without the game,
+smacv2's wrapper still builds and reports its sizes; only its ``reset()`` launches StarCraft II.
 """
 import copy
 import difflib
@@ -20,7 +21,8 @@ from envs.smac_battle import DRAW, LOST, WON, RewardSettings, SmacBattleEnv
 SCENARIO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "envs",
                             "smacv2_configs")
 SMACV2_INSTALL = ("pip install git+https://github.com/oxwhirl/smacv2.git (it is on no package registry; "
-                  "see README, section 'StarCraft II')")
+                  "`pip install -e .[sc2]` first pins the pysc2 and protobuf it was tested with; "
+                  "README, section 'StarCraft II')")
 GAME_INSTALL = ("Install the StarCraft II Linux package (4.10, from Blizzard's s2client-proto downloads) "
                 "into ~/StarCraftII or set SC2PATH to where it is, and unzip smacv2's maps "
                 "(https://github.com/oxwhirl/smacv2/releases/download/maps/SMAC_Maps.zip) into "
@@ -166,7 +168,8 @@ class SC2v2Env(SmacBattleEnv):
         self._avail_actions = np.asarray(self._env.get_avail_actions(), dtype=np.int32)
 
     def get_stats(self):
-        return self.battle_stats.as_dict(restarts=self._env.get_stats().get("restarts", 0))
+        # smacv2's own get_stats() divides by its battle count, which is 0 until a battle ended.
+        return self.battle_stats.as_dict(restarts=self._env.force_restarts)
 
     # --- RNG, rendering, lifecycle ---------------------------------------------------------------
     def _generators(self):

@@ -1,8 +1,9 @@
 """Runs the ``sc2v2`` env on a stand-in for smacv2 (``smacv2_standin/smacv2``), for tests only.
 
-Neither StarCraft II nor smacv2 can be installed on the machines these tests run on. The stand-in
-follows smacv2's documented API with a toy battle, and a fake game folder satisfies the wrapper's
-start-up check; nothing here exercises the real game.
+StarCraft II cannot be installed on the machines these tests run on, so nothing can step a real
+SMACv2 battle. The stand-in follows smacv2's API with a toy battle, and a fake game folder (empty
+files) satisfies the wrapper's start-up check; nothing here exercises the real game. Tests that
+need no battle use the real smacv2 package instead (tests/test_sc2v2.py).
 """
 import os
 import sys
@@ -20,10 +21,15 @@ def install_fake_game(root):
     return str(root)
 
 
-def use_smacv2_standin(monkeypatch, tmp_path):
-    """Makes ``import smacv2`` find the stand-in and SC2PATH point at a fake game, for one test."""
+def forget_smacv2(monkeypatch):
+    """Drops every imported ``smacv2`` module (real or stand-in), so the next import finds it afresh."""
     for name in [name for name in sys.modules if name.split(".")[0] == "smacv2"]:
         monkeypatch.delitem(sys.modules, name)
+
+
+def use_smacv2_standin(monkeypatch, tmp_path):
+    """Makes ``import smacv2`` find the stand-in and SC2PATH point at a fake game, for one test."""
+    forget_smacv2(monkeypatch)
     monkeypatch.syspath_prepend(STANDIN_PATH)
     monkeypatch.setenv("SC2PATH", install_fake_game(tmp_path / "StarCraftII"))
 

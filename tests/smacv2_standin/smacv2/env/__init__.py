@@ -8,9 +8,12 @@ shuffled with Python's ``random``; ``reset()`` returns ``(obs, state)``; ``step(
 returns ``(reward, terminated, info)`` with ``battle_won``, ``dead_allies`` and ``dead_enemies``
 and reports its own time limit (``EPISODE_LIMIT``) as ``terminated``; a dead agent may only take
 no-op (0), an alive one stop (1), moves (2-5) and attacks on enemies in range (6 + enemy id);
-``get_stats()`` has SMAC's keys; the game's randomness comes from ``seed``.
+``force_restarts`` counts game restarts; the game's randomness comes from ``seed``. The keyword
+arguments, sizes (agents, actions, limit) and the draws' layout are checked against the real
+smacv2 in tests/test_sc2v2.py; observation and state sizes are the toy's own.
 
-The battle itself is ours and crude: enemies walk to the nearest ally and shoot it.
+The battle itself is ours and crude: enemies walk to the nearest ally and shoot it. It has no
+conic field of view (``conic_fov=True`` is refused).
 """
 import json
 import os
@@ -133,7 +136,9 @@ class StarCraftCapabilityEnvWrapper:
 class _ToyBattle:
     def __init__(self, capability_config, seed=None, move_amount=2, reward_sparse=False, reward_only_positive=True,
                  reward_death_value=10, reward_win=200, reward_defeat=0, reward_scale=True, reward_scale_rate=20,
-                 continuing_episode=False, **unused):
+                 continuing_episode=False, conic_fov=False, **unused):
+        if conic_fov:
+            raise NotImplementedError("the smacv2 stand-in has no conic field of view")
         self.n_agents, self.n_enemies = capability_config["n_units"], capability_config["n_enemies"]
         self.episode_limit = EPISODE_LIMIT
         self.n_actions = 6 + self.n_enemies
@@ -143,7 +148,7 @@ class _ToyBattle:
         self.reward_scale, self.reward_scale_rate = reward_scale, reward_scale_rate
         self.continuing_episode = continuing_episode
         self.game_rng = np.random.default_rng(seed)
-        self.battles_won = self.battles_game = self.timeouts = 0
+        self.force_restarts = 0
         self.closed = False
 
     def reset(self, episode_config):
@@ -205,9 +210,7 @@ class _ToyBattle:
         terminated = False
         if dead_enemies == self.n_enemies or dead_allies == self.n_agents:
             terminated = True
-            self.battles_game += 1
             if dead_enemies == self.n_enemies and dead_allies < self.n_agents:
-                self.battles_won += 1
                 info["battle_won"] = True
                 reward = 1 if self.reward_sparse else reward + self.reward_win
             elif dead_allies == self.n_agents:
@@ -216,8 +219,6 @@ class _ToyBattle:
             terminated = True
             if self.continuing_episode:
                 info["episode_limit"] = True
-            self.battles_game += 1
-            self.timeouts += 1
         if self.reward_scale:
             reward /= self.max_reward / self.reward_scale_rate
         return reward, terminated, info
@@ -252,10 +253,6 @@ class _ToyBattle:
     def get_env_info(self):
         return {"state_shape": self.get_state_size(), "obs_shape": self.get_obs_size(), "n_actions": self.n_actions,
                 "n_agents": self.n_agents, "episode_limit": self.episode_limit}
-
-    def get_stats(self):
-        return {"battles_won": self.battles_won, "battles_game": self.battles_game, "battles_draw": self.timeouts,
-                "win_rate": self.battles_won / max(self.battles_game, 1), "timeouts": self.timeouts, "restarts": 0}
 
     def render(self):
         return None
