@@ -35,6 +35,16 @@ def preflight_env(config):
         raise ConfigError(str(err)) from None
 
 
+def preflight_wandb(config):
+    """With use_wandb: a known wandb_mode and an installed wandb, as a ConfigError saying how to fix it."""
+    from utils.wandb_sink import check_wandb
+
+    try:
+        check_wandb(config)
+    except (ImportError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+
+
 def preflight_checkpoint(config):
     """Check a checkpoint to load exists and is intact before anything starts."""
     if not config["checkpoint_path"]:

@@ -53,13 +53,14 @@ def main(argv=None):
     """Run one experiment; returns the process exit code (2 for a config or checkpoint error)."""
     from checkpoint import CheckpointError
     from run_config import ConfigError, build_config, parse_command_line
-    from experiment import preflight_checkpoint, preflight_env
+    from experiment import preflight_checkpoint, preflight_env, preflight_wandb
 
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         alg_name, env_name, overrides = parse_command_line(argv)
         config = build_config(alg_name, env_name, overrides)
         preflight_env(config)
+        preflight_wandb(config)
         preflight_checkpoint(config)
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)

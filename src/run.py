@@ -40,12 +40,23 @@ def run(_run, _config, _log):
     logger.setup_sacred(_run)
     if args.use_tensorboard:
         logger.setup_tb(os.path.join(results_dir(_config), "tb_logs", args.unique_token))
+    if args.use_wandb:
+        logger.add_sink(_wandb_sink(args, _config, logger))
     logger.console_logger.info("Run token: %s", args.unique_token)
 
     try:
         run_sequential(args, logger)
     finally:
         logger.close()
+
+
+def _wandb_sink(args, config, logger):
+    """W&B's sink: named by the run token, grouped by algorithm and env; a resumed run continues."""
+    from utils.wandb_sink import WandbSink
+
+    resumed_at = choose_step(resolve_path(args.checkpoint_path), args.load_step) if args.resume else None
+    return WandbSink(config, args.unique_token, f"{args.name}_{env_label(config)}", results_dir(config),
+                     logger.console_logger, resumed_at=resumed_at)
 
 
 def _seed_everything(seed):
@@ -202,6 +213,7 @@ def save_checkpoint(args, models_dir, runner, learner, buffer, progress, logger)
 
     write_checkpoint(directory, write_files)
     logger.console_logger.info("Saved checkpoint %s", directory)
+    logger.log_checkpoint(directory, runner.t_env)
 
 
 def _load_checkpoint(args, logger, runner, learner, buffer, progress):

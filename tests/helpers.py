@@ -18,6 +18,15 @@ def main_command(alg, env, results, overrides=()):
             f"local_results_path={results}", *overrides]
 
 
+def without_package(command, package):
+    """``command`` (``python src/main.py ...``) run in a Python where ``import package`` fails, whether
+    or not the package is installed."""
+    python, script, *args = command
+    bootstrap = (f"import runpy, sys; sys.modules[{package!r}] = None; "
+                 f"sys.argv = {[script, *args]!r}; runpy.run_path({script!r}, run_name='__main__')")
+    return [python, "-c", bootstrap]
+
+
 def run_main(alg, env, results, overrides=(), timeout=600):
     """Run the entry point in a subprocess; return the CompletedProcess."""
     return subprocess.run(main_command(alg, env, results, overrides), capture_output=True, text=True,

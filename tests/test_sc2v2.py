@@ -23,7 +23,7 @@ import yaml
 
 from envs import REGISTRY as env_REGISTRY
 from envs.sc2v2 import load_scenario, scenario_names
-from helpers import TINY, main_command, metric, read_json, sacred_runs
+from helpers import TINY, main_command, metric, read_json, sacred_runs, without_package
 from main import main
 from smacv2_standin import STANDIN_PATH, forget_smacv2, install_fake_game, standin_env_vars, use_smacv2_standin
 from run_config import CONFIG_DIR, ConfigError, build_config
@@ -232,18 +232,9 @@ def test_an_unknown_map_name_lists_the_scenarios():
         make_sc2v2(map_name="protoss_5v5", seed=0)
 
 
-def without_smacv2(command):
-    """``command`` (``python src/main.py ...``) run in a Python where ``import smacv2`` fails, whether
-    or not smacv2 is installed."""
-    python, script, *args = command
-    bootstrap = ("import runpy, sys; sys.modules['smacv2'] = None; "
-                 f"sys.argv = {[script, *args]!r}; runpy.run_path({script!r}, run_name='__main__')")
-    return [python, "-c", bootstrap]
-
-
 def test_the_run_stops_at_start_up_without_smacv2(tmp_path):
-    result = subprocess.run(without_smacv2(main_command("qmix", "sc2v2", tmp_path, TINY)), capture_output=True,
-                            text=True, cwd=str(tmp_path), timeout=300)
+    result = subprocess.run(without_package(main_command("qmix", "sc2v2", tmp_path, TINY), "smacv2"),
+                            capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
     assert result.returncode == 2
     assert "env sc2v2 needs the smacv2 package" in result.stderr and "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "sacred")   # stopped before Sacred or any env started

@@ -1,4 +1,4 @@
-"""Run statistics: one `log_stat` call feeds the console summary, Sacred and TensorBoard."""
+"""Run statistics: one `log_stat` call feeds the console summary, Sacred, TensorBoard and added sinks."""
 import logging
 import sys
 from collections import defaultdict
@@ -42,6 +42,7 @@ class Logger:
         self.stats = defaultdict(list)
         self._sacred_run = None
         self._tb_writer = None
+        self._sinks = []  # more sinks (e.g. W&B): log(key, value, t), log_checkpoint(path, t), close()
 
     def setup_sacred(self, sacred_run):
         self._sacred_run = sacred_run
@@ -49,6 +50,14 @@ class Logger:
     def setup_tb(self, directory):
         from torch.utils.tensorboard import SummaryWriter
         self._tb_writer = SummaryWriter(log_dir=directory)
+
+    def add_sink(self, sink):
+        self._sinks.append(sink)
+
+    def log_checkpoint(self, path, t):
+        """Tell the sinks a checkpoint was saved in ``path`` at env step ``t``."""
+        for sink in self._sinks:
+            sink.log_checkpoint(path, t)
 
     def log_stat(self, key, value, t):
         value = float(value.item()) if hasattr(value, "item") else value
@@ -60,6 +69,8 @@ class Logger:
             self._sacred_run.log_scalar(key, value, t)
         if self._tb_writer is not None:
             self._tb_writer.add_scalar(key, value, t)
+        for sink in self._sinks:
+            sink.log(key, value, t)
 
     def latest(self, key, default=None):
         series = self.stats.get(key)
@@ -98,3 +109,5 @@ class Logger:
     def close(self):
         if self._tb_writer is not None:
             self._tb_writer.close()
+        for sink in self._sinks:
+            sink.close()
