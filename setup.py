@@ -1,8 +1,8 @@
 """Installs the framework's dependencies; the code runs from `src/` (EPyMARL's layout).
 
 `pip install -e .` pulls the core dependencies; extras add optional environments:
-`pip install -e .[mamujoco]`, `.[smax]`, `.[sc2]`. Nothing is installed under generic top-level names
-(`utils`, `modules`): `src/main.py` puts `src/` on the path itself.
+`pip install -e .[mamujoco]`, `.[smax]`, `.[sc2]`; `.[wandb]` adds W&B logging. Nothing is
+installed under generic top-level names (`utils`, `modules`): `src/main.py` puts `src/` on the path itself.
 """
 from setuptools import setup
 
@@ -29,5 +29,6 @@ setup(
         "smax": ["jax==0.10.2", "jaxlib==0.10.2", "jaxmarl==0.2.0", "flax==0.12.8", "chex==0.1.92"],
         # smacv2 itself is on no registry (README, "StarCraft II"); these are its pinned dependencies.
         "sc2": ["pysc2==4.0.0", "protobuf==3.20.3"],
+        "wandb": ["wandb==0.25.0"],  # newer wandb needs protobuf>4.21, which smacv2 refuses
     },
 )

@@ -22,11 +22,11 @@ import pytest
 import yaml
 
 from envs import REGISTRY as env_REGISTRY
-from envs.sc2v2 import load_scenario, scenario_names
+from envs.sc2v2 import DIFFICULTIES, load_scenario, scenario_names
 from helpers import TINY, main_command, metric, read_json, sacred_runs, without_package
 from main import main
 from smacv2_standin import STANDIN_PATH, forget_smacv2, install_fake_game, standin_env_vars, use_smacv2_standin
-from run_config import CONFIG_DIR, ConfigError, build_config
+from run_config import CONFIG_DIR, ConfigError, build_config, parse_command_line
 
 RACE_UNITS = {"protoss": ["stalker", "zealot", "colossus"], "terran": ["marine", "marauder", "medivac"],
               "zerg": ["zergling", "baneling", "hydralisk"]}
@@ -141,6 +141,13 @@ def test_the_command_line_reaches_env_args_and_typos_are_refused():
 
 
 # --- against the real smacv2 (no game) ------------------------------------------------------------
+def test_our_difficulties_are_smacv2s_and_a_bad_one_stops_the_run(real_smacv2, tmp_path, capsys):
+    assert DIFFICULTIES == tuple(real_smacv2.starcraft2.starcraft2.difficulties)
+    code = main(["--config=qmix", "--env-config=sc2v2", "with", f"local_results_path={tmp_path}",
+                 "env_args.difficulty=hard"])
+    assert code == 2 and "env_args.difficulty='hard'" in capsys.readouterr().err and os.listdir(tmp_path) == []
+
+
 def test_every_env_arg_we_declare_is_an_argument_of_smacv2(real_smacv2):
     accepted = set(inspect.signature(real_smacv2.StarCraft2Env.__init__).parameters) - {"self"}
     declared = yaml.safe_load(open(os.path.join(CONFIG_DIR, "envs", "sc2v2.yaml")))["env_args"]
@@ -177,12 +184,12 @@ def test_the_standin_draws_and_sizes_like_the_real_smacv2(real_smacv2, map_name)
 @pytest.mark.parametrize("map_name", scenario_names())
 def test_command_line_overrides_and_the_seed_reach_the_real_smacv2(real_smacv2, fake_game, map_name):
     weights = [0.2, 0.3, 0.5]
-    config = build_config("qmix", "sc2v2", [
-        ("env_args.map_name", map_name), ("seed", 11), ("env_args.capability_config.n_units", 8),
-        ("env_args.capability_config.team_gen.weights", weights), ("env_args.reward_sparse", True),
-        ("env_args.difficulty", "5"), ("env_args.obs_last_action", True),
-        ("env_args.capability_config.enemy_mask.dist_type", "mask"),
-        ("env_args.capability_config.enemy_mask.mask_probability", 0.25)])
+    config = build_config(*parse_command_line([
+        "--config=qmix", "--env-config=sc2v2", "with", f"env_args.map_name={map_name}", "seed=11",
+        "env_args.capability_config.n_units=8", "env_args.capability_config.team_gen.weights=[0.2, 0.3, 0.5]",
+        "env_args.reward_sparse=True", "env_args.difficulty=5", "env_args.obs_last_action=True",  # 5: an int
+        "env_args.capability_config.enemy_mask.dist_type=mask",
+        "env_args.capability_config.enemy_mask.mask_probability=0.25"]))
     env = env_REGISTRY["sc2v2"](**config["env_args"], common_reward=config["common_reward"],
                                 reward_scalarisation=config["reward_scalarisation"])
     game = env._env.env  # smacv2's StarCraft2Env
@@ -192,7 +199,7 @@ def test_command_line_overrides_and_the_seed_reach_the_real_smacv2(real_smacv2, 
     assert (game.n_agents, game.n_enemies, env.n_agents, env.n_enemies) == (8, n_enemies, 8, n_enemies)
     distributions = env._env.env_key_to_distribution_map
     assert distributions["team_gen"].weights.tolist() == weights
-    assert distributions["team_gen"].units.tolist() == load_scenario(map_name)["capability_config"]["team_gen"]["unit_types"]
+    assert distributions["team_gen"].units.tolist() == RACE_UNITS[map_name.split("_")[0]]
     assert distributions["enemy_mask"].mask_probability == 0.25 and game.mask_enemies
     draws = first_draws(env)
     assert len(draws["team_gen"]["ally_team"]) == 8 and draws["enemy_mask"]["item"].shape == (8, n_enemies)

@@ -67,7 +67,8 @@ def read_wandb_run(run_dir):
 
 def offline_runs(results):
     """The offline W&B runs under ``results``, oldest first."""
-    return [read_wandb_run(folder) for folder in sorted(glob.glob(os.path.join(str(results), "wandb", "offline-run-*")))]
+    folders = sorted(glob.glob(os.path.join(str(results), "wandb", "offline-run-*")))
+    return [read_wandb_run(folder) for folder in folders]
 
 
 def wandb_series(run, key):
@@ -93,7 +94,8 @@ def test_every_stat_goes_to_wandb_at_its_env_step(trained):
         sacred_steps, sacred_values = zip(*metric(metrics, key))
         assert steps == sacred_steps and values == pytest.approx(sacred_values), key
     test_steps = [step for step, _ in wandb_series(run, "test_return_mean")]
-    assert len(test_steps) >= 3 and all(later - earlier >= 200 for earlier, later in zip(test_steps, test_steps[1:]))
+    assert len(test_steps) >= 3  # a test every test_interval=200 steps
+    assert all(later - earlier >= 200 for earlier, later in zip(test_steps, test_steps[1:]))
 
 
 @needs_wandb
@@ -146,7 +148,8 @@ def test_use_wandb_without_wandb_stops_at_start_up_with_the_install_command(tmp_
 def test_an_unknown_wandb_mode_stops_at_start_up(tmp_path, capsys):
     code = main(["--config=qmix", "--env-config=lbf", "with", f"local_results_path={tmp_path}", "use_wandb=True",
                  "wandb_mode=cloud"])
-    assert code == 2 and "wandb_mode must be one of online, offline, disabled, got 'cloud'" in capsys.readouterr().err
+    assert code == 2
+    assert "wandb_mode must be one of online, offline, disabled, got 'cloud'" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
 
 

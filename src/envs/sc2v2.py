@@ -27,6 +27,8 @@ GAME_INSTALL = ("Install the StarCraft II Linux package (4.10, from Blizzard's s
                 "into ~/StarCraftII or set SC2PATH to where it is, and unzip smacv2's maps "
                 "(https://github.com/oxwhirl/smacv2/releases/download/maps/SMAC_Maps.zip) into "
                 "$SC2PATH/Maps/SMAC_Maps/ (README, section 'StarCraft II').")
+# smacv2's levels of the built-in AI (the keys of its `difficulties`): "7" is SMACv2's, "8"-"A" cheat.
+DIFFICULTIES = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "A")
 # pysc2 finds the smacv2 maps (10gen_protoss, 10gen_terran, 10gen_zerg) in this file.
 SMACV2_MAP_FILE = os.path.join("Maps", "SMAC_Maps", "32x32_flat.SC2Map")
 
@@ -60,6 +62,17 @@ def apply_overrides(scenario, overrides):
     return merged
 
 
+def scenario_settings(map_name, overrides):
+    """The scenario's fields with ``overrides`` put in, and its difficulty as smacv2 takes it: a string
+    (``difficulty=5`` on the command line is an int), one of ``DIFFICULTIES``."""
+    scenario = apply_overrides(load_scenario(map_name), overrides)
+    scenario["difficulty"] = str(scenario["difficulty"])
+    if scenario["difficulty"] not in DIFFICULTIES:
+        raise ValueError(f"env_args.difficulty={scenario['difficulty']!r} is not a level of StarCraft II's "
+                         f"built-in AI; use one of {', '.join(DIFFICULTIES)} (SMACv2 uses 7).")
+    return scenario
+
+
 def import_smacv2():
     """smacv2's ``StarCraftCapabilityEnvWrapper``, or an ImportError saying how to install smacv2."""
     try:
@@ -83,9 +96,9 @@ def check_game():
                                 f"missing from {where}. {GAME_INSTALL}")
 
 
-def check_requirements(map_name="protoss_5_vs_5", **_):
-    """Start-up checks: the scenario exists, smacv2 imports and the game is installed."""
-    load_scenario(map_name)
+def check_requirements(map_name="protoss_5_vs_5", time_limit=None, seed=None, **scenario_overrides):
+    """Start-up checks: the scenario exists with a valid difficulty, smacv2 imports and the game is installed."""
+    scenario_settings(map_name, scenario_overrides)
     import_smacv2()
     check_game()
 
@@ -106,7 +119,7 @@ class SC2v2Env(SmacBattleEnv):
 
     def __init__(self, map_name="protoss_5_vs_5", time_limit=None, seed=None, common_reward=True,
                  reward_scalarisation="sum", **scenario_overrides):
-        scenario = apply_overrides(load_scenario(map_name), scenario_overrides)
+        scenario = scenario_settings(map_name, scenario_overrides)
         RewardSettings.from_mapping(scenario)  # refuses a malformed reward setting before the game starts
         capability_env_class = import_smacv2()
         check_game()
