@@ -25,10 +25,10 @@ WANDB = ["use_wandb=True", "wandb_mode=offline", "save_model=True", "save_model_
 
 
 def wandb_environment(home):
-    """The process environment with W&B's settings, caches and staging under ``home``."""
+    """The process environment with W&B's settings, caches and staging under ``home``, no error reports."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
     return {**environment, "WANDB_CONFIG_DIR": str(home / "config"), "WANDB_CACHE_DIR": str(home / "cache"),
-            "WANDB_DATA_DIR": str(home / "data")}
+            "WANDB_DATA_DIR": str(home / "data"), "WANDB_ERROR_REPORTING": "false"}
 
 
 def run_with_wandb(results, overrides):

@@ -108,4 +108,6 @@ class WandbSink:
         self._run.log_artifact(artifact, aliases=["latest", f"t_env_{int(t)}"])
 
     def close(self):
+        """Finish the run and wait until W&B's service process has written all of it."""
         self._run.finish()
+        self._wandb.teardown()
