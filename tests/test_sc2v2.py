@@ -276,7 +276,7 @@ def test_an_unknown_map_name_stops_the_run_at_start_up(tmp_path):
     assert not os.path.exists(tmp_path / "sacred")
 
 
-# --- episodes -------------------------------------------------------------------------------------
+# --- episodes: on the STAND-IN for smacv2 (stepping a battle needs StarCraft II) --------------------
 def stop_everyone(env):
     return np.ones(env.n_agents, dtype=int)  # SMAC's stop action
 
