@@ -931,6 +931,9 @@ def test_every_config_trains_end_to_end_and_logs_its_metrics(tmp_path, alg, pres
     (["mixer_inputs=[]"], "choose a non-empty list from"),
     (["use_state_decoder=False"], "mixer_inputs has 'state' but use_state_decoder=False"),
     (["kl_balance=1.5"], "kl_balance must be in [0, 1]"),
+    (["mixer=qmix"], "set mixer=qmix_sale"),                      # mixer is honoured or refused
+    (["use_rnn=False"], "use_rnn=False is not supported"),        # sale_agent is always a GRU
+    (["obs_individual_obs=True"], "does not read obs_individual_obs"),
 ])
 def test_inconsistent_configs_stop_at_start_up(tmp_path, overrides, message):
     """Exit code 2, a message naming the problem, no traceback, nothing written."""
