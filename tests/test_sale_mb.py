@@ -764,6 +764,15 @@ def test_save_then_load_resumes_exactly(tmp_path):
     assert state_equal(loaded.target_mac.agent, saved.target_mac.agent)
 
 
+@pytest.mark.parametrize("name", ["agent.th", "world_model.th", "wm_opt.th", "learner_state.th"])
+def test_a_damaged_checkpoint_file_is_named(tmp_path, name):
+    make_learner(0).save_models(str(tmp_path))
+    with open(tmp_path / name, "r+b") as f:
+        f.truncate(10)
+    with pytest.raises(RuntimeError, match=f"{name} is damaged"):
+        make_learner(1).load_models(str(tmp_path))
+
+
 def test_fixed_encoders_are_frozen_and_outside_every_optimiser():
     learner = make_learner(0)
     optimised = {id(p) for opt in learner.optimisers

@@ -220,11 +220,8 @@ class SALEMBLearner:
             with torch.no_grad():
                 target_qs.append(self.target_mac.forward(steps, t=k).view(agent_qs.shape))
 
-        sale = None
-        if self.model.joint_sale is not None:
-            with torch.no_grad():
-                sale = self.model.joint_sale.embed(rollout["latents"])
-        imagined_context = self.mixer.context(state=rollout["states"], sale=sale,
+        imagined_context = self.mixer.context(state=rollout["states"],
+                                              sale=self.model.embed_sale(rollout["latents"]),
                                               foresight=rollout["foresight"][:, :, 1:])
         contexts = torch.cat([context.unsqueeze(2), imagined_context], dim=2)  # [B, S, H+1, C]
 

@@ -173,6 +173,11 @@ class SALEModelLearner:
         rollout.update(data)
         return rollout
 
+    @torch.no_grad()
+    def embed_sale(self, latents):
+        """F(Z) [..., sale_dim] of (imagined) latents, no gradient; None without joint SALE."""
+        return None if self.joint_sale is None else self.joint_sale.embed(latents)
+
     def policy_actions(self, qs, avail):
         """Greedy actions under the mask [N, n] (epsilon-random among available with img_epsilon)."""
         greedy = qs.masked_fill(avail == 0, UNAVAILABLE_Q).argmax(dim=-1)
