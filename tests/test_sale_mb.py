@@ -363,7 +363,7 @@ def test_world_model_imagine_step_returns_its_documented_outputs_without_gradien
         assert out["reward"].shape == out["continuation"].shape == (rows, 1)
         assert out["obs"].shape == (rows, N_AGENTS, OBS_DIM)
         assert out["avail"].shape == (rows, N_AGENTS, N_ACTIONS)
-        assert out["state"].shape == (rows, STATE_DIM)
+        assert model.decode_state(out["latent"]).shape == (rows, STATE_DIM)
         assert ((out["continuation"] >= 0) & (out["continuation"] <= 1)).all()
         assert (out["avail"].sum(-1) >= 1).all()  # never an empty mask
         assert not any(value.requires_grad for value in out.values())
@@ -398,7 +398,7 @@ def test_learner_imagination_picks_only_predicted_available_actions(monkeypatch,
     assert set(actions[:, :, 1:, 1].unique().tolist()) <= {1, 3}
     # what the MAC read at imagined step k: that step's predicted mask, the actions of step k-1
     assert torch.equal(rollout["avail_actions"][:, :, 1:], avail)
-    assert torch.equal(rollout["actions_onehot"], F.one_hot(actions, N_ACTIONS).float())
+    assert torch.equal(rollout["actions_onehot"][:, :, :HORIZON], F.one_hot(actions, N_ACTIONS).float())
     if img_epsilon == 0:
         unmasked = rollout["greedy_qs"].argmax(-1)
         assert (unmasked != actions[:, :, 1:]).any(), "the mask never mattered: a weak test"
@@ -427,11 +427,11 @@ def test_learner_imagination_shapes_and_detached_outputs():
     B, S = batch.batch_size, batch.max_seq_length
     L, D = N_AGENTS * SMALL["agent_latent_dim"], SMALL["imagination_dim"]
     assert rollout["latents"].shape == (B, S, HORIZON, L)
-    assert rollout["actions"].shape == (B, S, HORIZON + 1, N_AGENTS)
-    assert rollout["greedy_qs"].shape == (B, S, HORIZON, N_AGENTS, N_ACTIONS)
+    assert rollout["actions"].shape == (B, S, HORIZON, N_AGENTS)  # steps 0..H-1
+    assert rollout["greedy_qs"].shape == (B, S, HORIZON - 1, N_AGENTS, N_ACTIONS)  # steps 1..H-1
     assert rollout["foresight"].shape == (B, S, HORIZON + 1, D)
     assert rollout["rewards"].shape == rollout["continuations"].shape == (B, S, HORIZON, 1)
-    assert rollout["states"].shape == (B, S, HORIZON, STATE_DIM)
+    assert rollout["states"].shape == (B, S, HORIZON - 1, STATE_DIM)
     assert rollout["avail"].shape == (B, S, HORIZON, N_AGENTS, N_ACTIONS)
     assert rollout["obs"].shape == (B, S, HORIZON + 1, N_AGENTS, OBS_DIM)
     assert rollout["actions_onehot"].shape == rollout["avail_actions"].shape == (

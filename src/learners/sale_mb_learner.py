@@ -219,17 +219,21 @@ class SALEMBLearner:
                 live_qs.append(self.mac.forward(steps, t=k).view(agent_qs.shape))
             with torch.no_grad():
                 target_qs.append(self.target_mac.forward(steps, t=k).view(agent_qs.shape))
+        with torch.no_grad():  # the last step (imagination left it out): greedy Qs and ŝ
+            last_qs = self.mac.forward(steps, t=horizon).view(agent_qs.shape)
+            greedy_qs = _append_step(rollout["greedy_qs"], last_qs)
+            states = _append_step(rollout["states"], self.model.decode_state(rollout["latents"][:, :, -1]))
 
-        imagined_context = self.mixer.context(state=rollout["states"],
+        imagined_context = self.mixer.context(state=states,
                                               sale=self.model.embed_sale(rollout["latents"]),
                                               foresight=rollout["foresight"][:, :, 1:])
         contexts = torch.cat([context.unsqueeze(2), imagined_context], dim=2)  # [B, S, H+1, C]
 
         chosen = torch.gather(torch.stack(live_qs, dim=2), 4,
-                              rollout["actions"][:, :, :horizon].unsqueeze(4)).squeeze(4)
+                              rollout["actions"].unsqueeze(4)).squeeze(4)
         q_tot = self.mixer(chosen, contexts[:, :, :horizon])  # [B, S, H, 1]
         with torch.no_grad():
-            next_qs = greedy_next_qs(rollout["greedy_qs"], torch.stack(target_qs, dim=2),
+            next_qs = greedy_next_qs(greedy_qs, torch.stack(target_qs, dim=2),
                                      rollout["avail"], self.args.double_q)
             next_q_tot = self._clip(self.target_mixer(next_qs, contexts[:, :, 1:]))
             continuations = rollout["continuations"]
@@ -307,7 +311,9 @@ class ClippedAdam:
 
     def __init__(self, params, lr, clip):
         self.params, self.clip_norm = params, clip
-        self.adam = torch.optim.Adam(params, lr=lr)
+        # foreach: the per-parameter loop's arithmetic in fewer calls (bitwise the same, see
+        # tests/test_sale_mb_previous_path.py); fused=True would change the rounding
+        self.adam = torch.optim.Adam(params, lr=lr, foreach=True)
 
     def zero_grad(self):
         self.adam.zero_grad(set_to_none=True)
@@ -350,3 +356,10 @@ def _take(x, slots):
 def _take_all(tensors, slots):
     """_take of every tensor of a dict (None entries stay None)."""
     return {key: None if value is None else _take(value, slots) for key, value in tensors.items()}
+
+
+def _append_step(steps, last):
+    """steps [B, S, K, ...] (or None when K = 0) followed by last [B, S, ...]; None stays None."""
+    if last is None:
+        return None
+    return last.unsqueeze(2) if steps is None else torch.cat([steps, last.unsqueeze(2)], dim=2)

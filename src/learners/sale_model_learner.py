@@ -136,11 +136,13 @@ class SALEModelLearner:
     def _roll(self, mac, start, first_actions, hidden):
         """From Z^t [N, L] with a^t [N, n] and the live agents' h^t [N*n, H]: ``latents``
         [N, H, L], ``rewards`` and ``continuations`` [N, H, 1] of the transitions k-1 -> k,
-        ``actions`` [N, H+1, n] (index 0: a^t), ``avail`` [N, H, n, A], ``states`` [N, H, S]
-        (None without a state decoder), ``greedy_qs`` [N, H, n, A] (the live agents' Qs at each
-        imagined step), and the fields of the imagined steps' EpisodeBatch (``IMAGINED_FIELDS``,
-        [N, H+1, n, .]: slot k holds step k's decoded observation and predicted available
-        actions and the actions taken there; slot 0 holds only a^t)."""
+        ``avail`` [N, H, n, A] of steps 1..H; ``actions`` [N, H, n] taken at steps 0..H-1 (index
+        0: a^t); ``greedy_qs`` [N, H-1, n, A] (the live agents' Qs) and ``states`` [N, H-1, S]
+        (None without a state decoder) of steps 1..H-1; and the fields of the imagined steps'
+        EpisodeBatch (``IMAGINED_FIELDS``, [N, H+1, n, .]: slot k holds step k's decoded
+        observation and predicted available actions and the actions taken there; slot 0 holds
+        only a^t, slot H no actions). The last step's Qs and state serve only imagined TD, which
+        computes them at the slots it starts from."""
         args, horizon = self.args, self.args.rollout_depth
         data = {"obs": start.new_zeros(start.shape[0], horizon + 1, self.n_agents,
                                        self.world_model.obs_dim),
@@ -150,28 +152,38 @@ class SALEModelLearner:
         steps = imagined_steps(self.scheme, data)
         mac.hidden_states = hidden
         latent, actions = start, first_actions
-        out = {"latents": [], "rewards": [], "continuations": [], "actions": [actions],
-               "avail": [], "states": [], "greedy_qs": []}
+        out = {"latents": [], "rewards": [], "continuations": [], "actions": [], "avail": [],
+               "states": [], "greedy_qs": []}
         for k in range(1, horizon + 1):
             actions_onehot = F.one_hot(actions, self.n_actions).float()
             data["actions_onehot"][:, k - 1] = actions_onehot
+            out["actions"].append(actions)
             step = self.world_model.imagine_step(latent, actions_onehot, self.joint_sale,
                                                  args.rollout_noise)
             latent = step["latent"]
             data["obs"][:, k] = step["obs"]
             data["avail_actions"][:, k] = step["avail"]
+            for key, value in (("latents", latent), ("rewards", step["reward"]),
+                               ("continuations", step["continuation"]), ("avail", step["avail"])):
+                out[key].append(value)
+            if k == horizon:
+                break
             qs = mac.forward(steps, t=k)
             actions = self.policy_actions(qs, step["avail"])
-            for key, value in (("latents", latent), ("rewards", step["reward"]),
-                               ("continuations", step["continuation"]), ("actions", actions),
-                               ("avail", step["avail"]), ("states", step["state"]),
-                               ("greedy_qs", qs)):
-                if value is not None:
-                    out[key].append(value)
-        data["actions_onehot"][:, horizon] = F.one_hot(actions, self.n_actions).float()
+            out["greedy_qs"].append(qs)
+            state = self.decode_state(latent)
+            if state is not None:
+                out["states"].append(state)
         rollout = {key: torch.stack(values, dim=1) if values else None for key, values in out.items()}
         rollout.update(data)
         return rollout
+
+    @torch.no_grad()
+    def decode_state(self, latents):
+        """The state decoder's ŝ [..., S] of (imagined) latents; None without one."""
+        if self.world_model.state_decoder is None:
+            return None
+        return self.world_model.decode_state(latents)
 
     @torch.no_grad()
     def embed_sale(self, latents):

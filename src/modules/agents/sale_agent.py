@@ -112,7 +112,9 @@ class SALEAgent(nn.Module):
         folded_bias = self.q_state_action(encoder.g_out.bias)
         shared = (self.q_hidden(avg_l1_norm(self.hidden_proj(h))) + self.q_state(z_o)
                   + folded_bias)
-        per_action = F.linear(action_features, folded_weight) + self.q_action.weight.t()
+        # a dense copy of the transposed [A, q_head_dim] weight: the broadcast add over a
+        # transposed view is much slower, and the values are the same
+        per_action = F.linear(action_features, folded_weight) + self.q_action.weight.t().contiguous()
         q = self.q_out(F.elu(shared.unsqueeze(-2) + per_action)).squeeze(-1)
         return q if self.q_linear is None else q + self.q_linear(h)
 

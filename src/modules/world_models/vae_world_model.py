@@ -157,8 +157,7 @@ class VAEWorldModel(nn.Module):
         the prior's mean (plus ``noise`` times its std) as the next latent, and what it decodes.
         Returns a dict of detached tensors: ``latent`` [N, n*latent], ``reward`` and
         ``continuation`` (probability) [N, 1] of the transition, ``obs`` [N, n, obs_dim],
-        ``avail`` (predicted, 0/1) [N, n, n_actions], ``state`` [N, state_dim] (None without a
-        state decoder)."""
+        ``avail`` (predicted, 0/1) [N, n, n_actions] (the state: ``decode_state``)."""
         sale = None
         if self.use_sale:
             sale = joint_sale.embed_action(joint_sale.embed(joint_latent), actions_onehot.flatten(-2))
@@ -167,8 +166,7 @@ class VAEWorldModel(nn.Module):
         z = latent.view(-1, self.n_agents, self.latent_dim)
         return {"latent": latent, "reward": reward,
                 "continuation": torch.sigmoid(continuation_logit),
-                "avail": usable_actions(self.avail_logits(z)), "obs": self.decode_obs(z),
-                "state": None if self.state_decoder is None else self.decode_state(latent)}
+                "avail": usable_actions(self.avail_logits(z)), "obs": self.decode_obs(z)}
 
     @torch.no_grad()
     def prediction_errors(self, joint_mean, actions_onehot, state, rewards, step_mask, horizon,
