@@ -163,3 +163,17 @@ def test_plugin_files_import_only_torch_numpy_each_other_and_epymarl():
             for name in names:
                 assert name in allowed or name.split(".")[0] in {"torch", "numpy"} | set(
                     sys.stdlib_module_names), f"{rel} imports {name}"
+
+
+@pytest.mark.parametrize("alg", installer.ALG_CONFIGS)
+def test_installed_alg_configs_hold_what_our_framework_runs(tmp_path, alg):
+    """EPyMARL reads each installed yaml as it is (no ``extends``); every key it sets has the
+    value our framework's merged config gives that algorithm."""
+    import yaml
+    from run_config import build_config
+
+    text = installer.alg_config_text(alg)
+    installed = yaml.load(text, Loader=yaml.FullLoader)  # EPyMARL's loader
+    assert "extends" not in installed and installed["name"] == alg
+    ours = build_config(alg, "lbf", [])
+    assert {key: ours[key] for key in installed} == installed
