@@ -328,6 +328,22 @@ def test_save_then_load_resumes_exactly(tmp_path, mixer, mac, agent):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("name", ["agent.th", "mixer.th", "opt.th", "target_agent.th"])
+def test_a_damaged_checkpoint_file_is_named(tmp_path, name):
+    """A truncated file stops the load with an error naming that file; a missing required one
+    names what is missing."""
+    saved = make_learner(0, mixer="qmix")
+    saved.save_models(str(tmp_path))
+    with open(tmp_path / name, "r+b") as f:
+        f.truncate(10)
+    with pytest.raises(RuntimeError, match=f"{name} is damaged"):
+        make_learner(1, mixer="qmix").load_models(str(tmp_path))
+    os.remove(tmp_path / name)
+    if name != "target_agent.th":  # optional: an EPyMARL checkpoint lacks it
+        with pytest.raises(FileNotFoundError, match=f"has no {name}"):
+            make_learner(1, mixer="qmix").load_models(str(tmp_path))
+
+
 def test_epymarl_checkpoint_without_targets_copies_live_nets(tmp_path):
     saved = make_learner(0, mixer="qmix")
     saved.train(random_batch(), t_env=0, episode_num=0)

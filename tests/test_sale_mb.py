@@ -21,13 +21,15 @@ from components.transforms import OneHot
 from controllers import REGISTRY as mac_REGISTRY
 from helpers import MAIN, TINY, metric, read_json, run_main, sacred_runs
 from learners import REGISTRY as learner_REGISTRY
+from learners.sale_model_learner import live_agent_step_mask
 from modules.agents.sale_agent import SALEAgent, StateActionEncoder
 from modules.mixers.qmix_sale import QMixSALE
 from modules.world_models import REGISTRY as world_model_REGISTRY
-from modules.world_models.vae_world_model import RolloutEncoder, usable_actions
+from modules.world_models.rollout_encoder import RolloutEncoder
+from modules.world_models.vae_world_model import usable_actions
 from run_config import build_config, parse_overrides
 from utils.latent_utils import avg_l1_norm, balanced_kl, gaussian_kl, standard_normal_kl
-from utils.rl_utils import valid_step_mask
+from utils.td_utils import valid_step_mask
 
 
 
@@ -117,8 +119,9 @@ def real_rollout(learner, batch):
     with torch.no_grad():
         _, target_hidden = learner.target_mac.forward_all(batch, return_hidden=True)
     prev_hidden = torch.cat([torch.zeros_like(target_hidden[:, :1]), target_hidden[:, :-1]], 1)
-    joint_mean = learner.world_model.observe(batch["obs"], prev_hidden)[0].flatten(-2).detach()
-    rollout = learner._imagine(agent_qs, hidden, joint_mean, batch["avail_actions"].float())
+    joint_mean = learner.model.world_model.observe(batch["obs"], prev_hidden)[0].flatten(-2).detach()
+    _, rollout = learner.model.imagine(learner.mac, joint_mean, agent_qs, hidden,
+                                       batch["avail_actions"].float(), learner.training_steps)
     return rollout, dict(agent_qs=agent_qs, hidden=hidden, target_hidden=target_hidden,
                          joint_mean=joint_mean)
 
@@ -344,40 +347,28 @@ def test_mixer_context_does_not_depend_on_the_taken_action(changed_slot):
 
 # =================================================================================================
 # 5. Imagination
-def test_world_model_imagine_respects_its_mask_and_returns_no_gradient():
-    """Shapes as documented; the policy sees the predicted mask and last actions; nothing
-    returned carries gradient even when the start latent does."""
+def test_world_model_imagine_step_returns_its_documented_outputs_without_gradient():
+    """Shapes as documented, a never-empty predicted mask, probabilities in [0, 1]; nothing
+    returned carries gradient even when the start latent does; the next step reads the latent."""
     torch.manual_seed(0)
     args = sale_args()
     model = world_model_REGISTRY["vae_world_model"](make_batch().scheme, args)
     joint_sale = StateActionEncoder(model.joint_latent_dim, N_AGENTS * N_ACTIONS, args.sale_dim, 16)
     rows = 12
-    start = torch.randn(rows, model.joint_latent_dim, requires_grad=True)
-    seen = []
-
-    def act(k, obs, avail, last_onehot):
-        assert obs.shape == (rows, N_AGENTS, OBS_DIM) and avail.shape == (rows, N_AGENTS, N_ACTIONS)
-        actions = torch.randn(rows, N_AGENTS, N_ACTIONS).masked_fill(avail == 0, -1e9).argmax(-1)
-        seen.append((avail.clone(), last_onehot.clone(), actions))
-        return actions
-
-    first = torch.randint(N_ACTIONS, (rows, N_AGENTS))
-    out = model.imagine(start, first, act, HORIZON, joint_sale)
-    assert out["latents"].shape == (rows, HORIZON, model.joint_latent_dim)
-    assert out["rewards"].shape == out["continuations"].shape == (rows, HORIZON, 1)
-    assert out["actions"].shape == (rows, HORIZON + 1, N_AGENTS)
-    assert out["avail"].shape == (rows, HORIZON, N_AGENTS, N_ACTIONS)
-    assert out["states"].shape == (rows, HORIZON, STATE_DIM)
-    assert torch.equal(out["actions"][:, 0], first)
-    assert ((out["continuations"] >= 0) & (out["continuations"] <= 1)).all()
-    assert len(seen) == HORIZON
-    for k, (avail, last_onehot, actions) in enumerate(seen):
-        assert torch.equal(out["avail"][:, k], avail)
-        assert torch.equal(out["actions"][:, k + 1], actions)
-        assert torch.equal(last_onehot, F.one_hot(out["actions"][:, k], N_ACTIONS).float())
-        assert (avail.sum(-1) >= 1).all()  # never an empty mask
-    assert (out["avail"].gather(-1, out["actions"][:, 1:].unsqueeze(-1)) == 1).all()
-    assert not any(value.requires_grad for value in out.values())
+    latent = torch.randn(rows, model.joint_latent_dim, requires_grad=True)
+    for _ in range(HORIZON):
+        actions = F.one_hot(torch.randint(N_ACTIONS, (rows, N_AGENTS)), N_ACTIONS).float()
+        out = model.imagine_step(latent, actions, joint_sale)
+        assert out["latent"].shape == (rows, model.joint_latent_dim)
+        assert out["reward"].shape == out["continuation"].shape == (rows, 1)
+        assert out["obs"].shape == (rows, N_AGENTS, OBS_DIM)
+        assert out["avail"].shape == (rows, N_AGENTS, N_ACTIONS)
+        assert model.decode_state(out["latent"]).shape == (rows, STATE_DIM)
+        assert ((out["continuation"] >= 0) & (out["continuation"] <= 1)).all()
+        assert (out["avail"].sum(-1) >= 1).all()  # never an empty mask
+        assert not any(value.requires_grad for value in out.values())
+        assert not torch.equal(out["latent"], latent)
+        latent = out["latent"]
 
 
 def test_usable_actions_falls_back_to_the_most_likely_action():
@@ -389,12 +380,12 @@ def test_usable_actions_falls_back_to_the_most_likely_action():
 
 @pytest.mark.parametrize("img_epsilon", [0.0, 1.0])
 def test_learner_imagination_picks_only_predicted_available_actions(monkeypatch, img_epsilon):
-    """learner._imagine: the first action is allowed by the real mask, every imagined action by
+    """learner.model.imagine: the first action is allowed by the real mask, every imagined action by
     the predicted one. Agent 0's predicted mask is empty (fallback: its most likely action, 2);
     agent 1 may take 1 or 3. The agents' unmasked greedy choice would break the mask."""
     learner = make_learner(0, img_epsilon=img_epsilon)
     logits = torch.tensor([[-3.0, -2.0, -0.5, -1.0], [-1.0, 2.0, -2.0, 1.0]])
-    monkeypatch.setattr(learner.world_model, "avail_logits",
+    monkeypatch.setattr(learner.model.world_model, "avail_logits",
                         lambda z: logits.expand(*z.shape[:-1], N_ACTIONS))
     batch = full_batch()
     rollout, _ = real_rollout(learner, batch)
@@ -405,6 +396,9 @@ def test_learner_imagination_picks_only_predicted_available_actions(monkeypatch,
     assert torch.equal(avail, expected.expand_as(avail))
     assert (actions[:, :, 1:, 0] == 2).all()
     assert set(actions[:, :, 1:, 1].unique().tolist()) <= {1, 3}
+    # what the MAC read at imagined step k: that step's predicted mask, the actions of step k-1
+    assert torch.equal(rollout["avail_actions"][:, :, 1:], avail)
+    assert torch.equal(rollout["actions_onehot"][:, :, :HORIZON], F.one_hot(actions, N_ACTIONS).float())
     if img_epsilon == 0:
         unmasked = rollout["greedy_qs"].argmax(-1)
         assert (unmasked != actions[:, :, 1:]).any(), "the mask never mattered: a weak test"
@@ -417,7 +411,7 @@ def test_imagination_with_exploration_trains_on_batches_with_padding():
     try:
         learner.train(make_batch(), t_env=0, episode_num=0)
     except RuntimeError as err:
-        pytest.fail("BUG (sale_mb_learner._imagine -> _policy_actions): with img_epsilon > 0 "
+        pytest.fail("BUG (SALEModelLearner.imagine -> policy_actions): with img_epsilon > 0 "
                     "the first imagined action of every slot is drawn by torch.multinomial over "
                     "the slot's REAL avail_actions; padded slots (all-zero availability) make it "
                     f"raise instead of being masked out: {err}")
@@ -425,7 +419,7 @@ def test_imagination_with_exploration_trains_on_batches_with_padding():
 
 
 def test_learner_imagination_shapes_and_detached_outputs():
-    """learner._imagine from every slot: shapes over [B, T+1, H(+1), ...]; everything but the
+    """learner.model.imagine from every slot: shapes over [B, T+1, H(+1), ...]; everything but the
     foresight (which trains the rollout encoder) is free of gradient."""
     learner = make_learner(0)
     batch = full_batch()
@@ -433,12 +427,15 @@ def test_learner_imagination_shapes_and_detached_outputs():
     B, S = batch.batch_size, batch.max_seq_length
     L, D = N_AGENTS * SMALL["agent_latent_dim"], SMALL["imagination_dim"]
     assert rollout["latents"].shape == (B, S, HORIZON, L)
-    assert rollout["actions"].shape == (B, S, HORIZON + 1, N_AGENTS)
-    assert rollout["greedy_qs"].shape == (B, S, HORIZON, N_AGENTS, N_ACTIONS)
+    assert rollout["actions"].shape == (B, S, HORIZON, N_AGENTS)  # steps 0..H-1
+    assert rollout["greedy_qs"].shape == (B, S, HORIZON - 1, N_AGENTS, N_ACTIONS)  # steps 1..H-1
     assert rollout["foresight"].shape == (B, S, HORIZON + 1, D)
     assert rollout["rewards"].shape == rollout["continuations"].shape == (B, S, HORIZON, 1)
-    assert rollout["states"].shape == (B, S, HORIZON, STATE_DIM)
+    assert rollout["states"].shape == (B, S, HORIZON - 1, STATE_DIM)
     assert rollout["avail"].shape == (B, S, HORIZON, N_AGENTS, N_ACTIONS)
+    assert rollout["obs"].shape == (B, S, HORIZON + 1, N_AGENTS, OBS_DIM)
+    assert rollout["actions_onehot"].shape == rollout["avail_actions"].shape == (
+        B, S, HORIZON + 1, N_AGENTS, N_ACTIONS)
     for key, value in rollout.items():
         assert value.requires_grad == (key == "foresight"), key
 
@@ -453,9 +450,9 @@ def gradient_reach(output, params):
 def learner_parameters(learner):
     agent = learner.mac.agent
     return {"agent_td": list(agent.q_parameters()), "agent_encoder": list(agent.encoder_parameters()),
-            "world_model": list(learner.world_model.parameters()),
-            "joint_sale": list(learner.joint_sale.parameters()),
-            "rollout_encoder": list(learner.rollout_encoder.parameters()),
+            "world_model": list(learner.model.world_model.parameters()),
+            "joint_sale": list(learner.model.joint_sale.parameters()),
+            "rollout_encoder": list(learner.model.rollout_encoder.parameters()),
             "mixer": list(learner.mixer.parameters())}
 
 
@@ -466,7 +463,7 @@ def test_imagined_steps_train_the_agents_but_not_the_world_model():
     learner = make_learner(0)
     batch = full_batch()
     rollout, real = real_rollout(learner, batch)
-    sale = learner.joint_sale.embed(real["joint_mean"]).detach()
+    sale = learner.model.joint_sale.embed(real["joint_mean"]).detach()
     context = learner.mixer.context(state=batch["state"], sale=sale,
                                     foresight=rollout["foresight"][:, :, 0])
     loss = learner._imagined_td_loss(rollout, real["agent_qs"].detach(), real["hidden"],
@@ -639,7 +636,8 @@ def test_agent_sale_loss_skips_dead_agents_and_invalid_steps():
     step_mask = valid_step_mask(batch["filled"], batch["terminated"][:, :-1].float())
 
     def loss(observations):
-        return learner._agent_sale_loss(observations, onehot, avail, step_mask).item()
+        return learner.mac.agent.sale_loss(observations, onehot,
+                                           live_agent_step_mask(avail, step_mask)).item()
 
     base = loss(obs)
     dead_agent, padding, live_agent = obs.clone(), obs.clone(), obs.clone()
@@ -654,8 +652,8 @@ def test_one_optimiser_when_not_separate(tmp_path):
     """separate_wm_optimiser=False: one Adam over the TD and model parameters, no wm_opt.th."""
     learner = make_learner(0, separate_wm_optimiser=False)
     learner.train(make_batch(), t_env=0, episode_num=0)
-    assert learner.wm_optimiser is None
-    optimised = {id(p) for group in learner.optimiser.param_groups for p in group["params"]}
+    assert len(learner.optimisers) == 1
+    optimised = {id(p) for group in learner.optimisers[0].adam.param_groups for p in group["params"]}
     assert optimised == {id(p) for p in learner.td_params + learner.model_params}
     learner.save_models(str(tmp_path))
     assert "wm_opt.th" not in os.listdir(tmp_path)
@@ -739,13 +737,16 @@ def test_save_then_load_resumes_exactly(tmp_path):
             torch.testing.assert_close(getattr(loaded, mac).forward_all(batch),
                                        getattr(saved, mac).forward_all(batch), rtol=0, atol=0)
         obs, hidden = batch["obs"], torch.randn(*batch["obs"].shape[:3], SMALL["hidden_dim"])
-        torch.testing.assert_close(loaded.world_model.observe(obs, hidden),
-                                   saved.world_model.observe(obs, hidden), rtol=0, atol=0)
-    for name in ("mixer", "target_mixer", "world_model", "rollout_encoder", "joint_sale"):
+        torch.testing.assert_close(loaded.model.world_model.observe(obs, hidden),
+                                   saved.model.world_model.observe(obs, hidden), rtol=0, atol=0)
+    for name in ("mixer", "target_mixer"):
         assert state_equal(getattr(loaded, name), getattr(saved, name)), name
-    for name in ("optimiser", "wm_optimiser"):
-        saved_state = getattr(saved, name).state_dict()["state"]
-        loaded_state = getattr(loaded, name).state_dict()["state"]
+    for name in ("world_model", "rollout_encoder", "joint_sale"):
+        assert state_equal(getattr(loaded.model, name), getattr(saved.model, name)), name
+    assert len(saved.optimisers) == len(loaded.optimisers) == 2
+    for saved_optimiser, loaded_optimiser in zip(saved.optimisers, loaded.optimisers):
+        saved_state = saved_optimiser.state_dict()["state"]
+        loaded_state = loaded_optimiser.state_dict()["state"]
         assert saved_state.keys() == loaded_state.keys() and saved_state
         for key, state in saved_state.items():
             for field, value in state.items():
@@ -756,16 +757,26 @@ def test_save_then_load_resumes_exactly(tmp_path):
     for learner in (saved, loaded):
         torch.manual_seed(5)
         learner.train(batch, t_env=10, episode_num=3)
-    for name in ("mixer", "world_model", "rollout_encoder", "joint_sale"):
-        assert state_equal(getattr(loaded, name), getattr(saved, name)), name
+    assert state_equal(loaded.mixer, saved.mixer)
+    for name in ("world_model", "rollout_encoder", "joint_sale"):
+        assert state_equal(getattr(loaded.model, name), getattr(saved.model, name)), name
     assert state_equal(loaded.mac.agent, saved.mac.agent)
     assert state_equal(loaded.target_mac.agent, saved.target_mac.agent)
 
 
+@pytest.mark.parametrize("name", ["agent.th", "world_model.th", "wm_opt.th", "learner_state.th"])
+def test_a_damaged_checkpoint_file_is_named(tmp_path, name):
+    make_learner(0).save_models(str(tmp_path))
+    with open(tmp_path / name, "r+b") as f:
+        f.truncate(10)
+    with pytest.raises(RuntimeError, match=f"{name} is damaged"):
+        make_learner(1).load_models(str(tmp_path))
+
+
 def test_fixed_encoders_are_frozen_and_outside_every_optimiser():
     learner = make_learner(0)
-    optimised = {id(p) for opt in (learner.optimiser, learner.wm_optimiser)
-                 for group in opt.param_groups for p in group["params"]}
+    optimised = {id(p) for opt in learner.optimisers
+                 for group in opt.adam.param_groups for p in group["params"]}
     for mac in (learner.mac, learner.target_mac):
         for name in ("fixed_encoder", "fixed_target_encoder"):
             for param in getattr(mac.agent, name).parameters():
@@ -782,15 +793,17 @@ def test_every_trainable_parameter_is_in_exactly_one_parameter_group():
     td, model = {id(p) for p in learner.td_params}, {id(p) for p in learner.model_params}
     assert not td & model
     agent = learner.mac.agent
-    trainable = [p for module in (agent, learner.mixer, learner.world_model, learner.rollout_encoder,
-                                  learner.joint_sale) for p in module.parameters() if p.requires_grad]
+    parts = learner.model
+    trainable = [p for module in (agent, learner.mixer, parts.world_model, parts.rollout_encoder,
+                                  parts.joint_sale) for p in module.parameters() if p.requires_grad]
     assert {id(p) for p in trainable} == td | model
-    for module in (agent.encoder, learner.world_model, learner.joint_sale):
+    for module in (agent.encoder, parts.world_model, parts.joint_sale):
         assert all(id(p) in model for p in module.parameters())
-    for module in (agent.rnn, agent.fc1, agent.q_out, learner.mixer, learner.rollout_encoder):
+    for module in (agent.rnn, agent.fc1, agent.q_out, learner.mixer, parts.rollout_encoder):
         assert all(id(p) in td for p in module.parameters())
-    assert len(learner.optimiser.param_groups[0]["params"]) == len(learner.td_params)
-    assert len(learner.wm_optimiser.param_groups[0]["params"]) == len(learner.model_params)
+    td_adam, model_adam = (optimiser.adam for optimiser in learner.optimisers)
+    assert len(td_adam.param_groups[0]["params"]) == len(learner.td_params)
+    assert len(model_adam.param_groups[0]["params"]) == len(learner.model_params)
 
 
 def test_fixed_encoder_refresh_order():
@@ -838,15 +851,15 @@ def has_gradient(module):
 
 
 def parts(learner):
-    agent, wm = learner.mac.agent, learner.world_model
+    agent, wm = learner.mac.agent, learner.model.world_model
     return {
         "agent_td": [agent.fc1, agent.rnn, agent.hidden_proj, agent.q_hidden, agent.q_state,
                      agent.q_state_action, agent.q_action, agent.q_out],
-        "mixer": [learner.mixer], "rollout_encoder": [learner.rollout_encoder],
+        "mixer": [learner.mixer], "rollout_encoder": [learner.model.rollout_encoder],
         "world_model": [wm.posterior, wm.obs_decoder, wm.avail_decoder, wm.action_embed,
                         wm.transition, wm.prior_head, wm.reward_head, wm.continuation_head,
                         wm.state_decoder],
-        "joint_sale": [learner.joint_sale], "agent_encoder": [agent.encoder],
+        "joint_sale": [learner.model.joint_sale], "agent_encoder": [agent.encoder],
         "fixed": [agent.fixed_encoder, agent.fixed_target_encoder],
     }
 
@@ -927,6 +940,9 @@ def test_every_config_trains_end_to_end_and_logs_its_metrics(tmp_path, alg, pres
     (["mixer_inputs=[]"], "choose a non-empty list from"),
     (["use_state_decoder=False"], "mixer_inputs has 'state' but use_state_decoder=False"),
     (["kl_balance=1.5"], "kl_balance must be in [0, 1]"),
+    (["mixer=qmix"], "set mixer=qmix_sale"),                      # mixer is honoured or refused
+    (["use_rnn=False"], "use_rnn=False is not supported"),        # sale_agent is always a GRU
+    (["obs_individual_obs=True"], "does not read obs_individual_obs"),
 ])
 def test_inconsistent_configs_stop_at_start_up(tmp_path, overrides, message):
     """Exit code 2, a message naming the problem, no traceback, nothing written."""

@@ -10,11 +10,10 @@ import os
 
 import torch
 
-from components.standarize_stream import RunningMeanStd
 from modules.mixers import REGISTRY as mixer_REGISTRY
-from utils.rl_utils import build_td_targets, masked_mean, update_targets, valid_step_mask
-
-UNAVAILABLE_Q = -1e7  # finite, so padded steps (no action available) give no inf * 0 = nan
+from utils.running_mean_std import RunningMeanStd
+from utils.td_utils import (build_td_targets, greedy_next_qs, load_file, masked_mean,
+                            update_targets, valid_step_mask)
 
 
 class QLearner:
@@ -62,7 +61,7 @@ class QLearner:
         terminated = batch["terminated"][:, :-1].float()
         mask = valid_step_mask(batch["filled"], terminated)
         if self.args.standardise_rewards:
-            rewards = _standardise(self.rew_ms, rewards, mask)
+            rewards = self.rew_ms.standardise(rewards, mask)
 
         # --- Q(s_t, u_t) of the actions taken -------------------------------------------------
         agent_qs = self.mac.forward_all(batch)  # [B, T+1, n_agents, n_actions]
@@ -77,7 +76,7 @@ class QLearner:
                 next_qs = next_qs * torch.sqrt(self.ret_ms.var) + self.ret_ms.mean
             targets = build_td_targets(rewards, terminated, next_qs, self.args.gamma)
             if self.args.standardise_returns:
-                targets = _standardise(self.ret_ms, targets, mask)
+                targets = self.ret_ms.standardise(targets, mask)
 
         # --- masked TD loss and one optimiser step ---------------------------------------------
         td_error = chosen_qs - targets
@@ -108,14 +107,9 @@ class QLearner:
     def _greedy_target_qs(self, batch, next_agent_qs):
         """Target network's value of the greedy next actions, mixed when there is a mixer. With
         double Q the live network picks the actions (next_agent_qs), else the target one."""
-        unavailable = batch["avail_actions"][:, 1:] == 0
         target_agent_qs = self.target_mac.forward_all(batch)[:, 1:]
-        if self.args.double_q:
-            live_qs = next_agent_qs.masked_fill(unavailable, UNAVAILABLE_Q)
-            greedy = live_qs.argmax(dim=3, keepdim=True)
-            next_qs = torch.gather(target_agent_qs, 3, greedy).squeeze(3)
-        else:
-            next_qs = target_agent_qs.masked_fill(unavailable, UNAVAILABLE_Q).max(dim=3)[0]
+        next_qs = greedy_next_qs(next_agent_qs, target_agent_qs, batch["avail_actions"][:, 1:],
+                                 self.args.double_q)
         if self.mixer is not None:
             next_qs = self.target_mixer(next_qs, batch["state"][:, 1:])
         return next_qs
@@ -134,7 +128,7 @@ class QLearner:
             target.to(device)
             live.to(device)
         for stats in (self.rew_ms, self.ret_ms):
-            stats.mean, stats.var = stats.mean.to(device), stats.var.to(device)
+            stats.to(device)
         return self
 
     # --- checkpoints -----------------------------------------------------------------------------
@@ -152,21 +146,22 @@ class QLearner:
     def load_models(self, path):
         """Load a checkpoint; files a plain EPyMARL checkpoint lacks are optional (targets then
         copy the live networks, counters keep their values)."""
+        load_file(path, "agent.th")  # a damaged file is named before the MAC reads it
         self.mac.load_models(path)
         if self.mixer is not None:
-            self.mixer.load_state_dict(_load(path, "mixer.th"))
-        self.optimiser.load_state_dict(_load(path, "opt.th"))
+            self.mixer.load_state_dict(load_file(path, "mixer.th"))
+        self.optimiser.load_state_dict(load_file(path, "opt.th"))
 
-        target_agent = _load(path, "target_agent.th", required=False)
+        target_agent = load_file(path, "target_agent.th", required=False)
         if target_agent is None:
             self.target_mac.load_state(self.mac)
         else:
             self.target_mac.load_state_dict(target_agent)
         if self.mixer is not None:
-            target_mixer = _load(path, "target_mixer.th", required=False)
+            target_mixer = load_file(path, "target_mixer.th", required=False)
             self.target_mixer.load_state_dict(self.mixer.state_dict() if target_mixer is None
                                               else target_mixer)
-        state = _load(path, "learner_state.th", required=False)
+        state = load_file(path, "learner_state.th", required=False)
         if state is not None:
             self._load_learner_state(state)
 
@@ -184,16 +179,3 @@ class QLearner:
         self.rew_ms.load_state_dict(state["rew_ms"])
         self.ret_ms.load_state_dict(state["ret_ms"])
 
-
-def _standardise(stats, x, mask):
-    """Update running statistics with the valid steps of x (EPyMARL also counts padding), then
-    return x standardised by them."""
-    stats.update(x[mask.squeeze(-1) > 0])
-    return (x - stats.mean) / torch.sqrt(stats.var)
-
-
-def _load(path, name, required=True):
-    file = os.path.join(path, name)
-    if not required and not os.path.exists(file):
-        return None
-    return torch.load(file, map_location="cpu")

@@ -1,4 +1,6 @@
-"""Maths shared by the learners: TD targets and returns, masked means, target-network updates.
+"""Maths shared by the learners: n-step and TD(lambda) returns, masked errors. One-step TD
+targets, masks, masked means and target-network updates live in ``utils/td_utils.py`` (the
+SALE-MB plugin ships that file) and are re-exported here.
 
 Time runs along dim 1 of every [B, T, ...] tensor. ``next_values[:, t]`` is the value of the
 state reached after step t (so ``next_values[:, -1]`` bootstraps the last step);
@@ -8,11 +10,8 @@ Masks are 0/1 with step t valid where ``mask[:, t] == 1``; they broadcast agains
 """
 import torch
 
-
-# --- returns and TD targets ----------------------------------------------------------------------
-def build_td_targets(rewards, terminated, target_qs, gamma):
-    """One-step targets r_t + gamma * (1 - d_t) * Q'(s_{t+1})."""
-    return rewards + gamma * (1 - terminated) * target_qs
+from utils.td_utils import (build_td_targets, hard_update, masked_mean, soft_update,  # noqa: F401
+                            update_targets, valid_step_mask)
 
 
 def build_n_step_returns(rewards, terminated, next_values, gamma, n, mask=None):
@@ -54,54 +53,6 @@ def build_lambda_returns(rewards, terminated, next_values, gamma, lam, mask=None
     return returns
 
 
-def valid_step_mask(filled, terminated):
-    """Float [B, T, 1] mask of the transitions to learn from, given ``filled`` of all T + 1 slots
-    and ``terminated`` of the T transitions: step t counts when slots t and t + 1 both hold data
-    (an episode's last slot only holds its final observation) and no real terminal came before."""
-    mask = filled[:, :-1].float() * filled[:, 1:].float()
-    alive = torch.cat([torch.ones_like(mask[:, :1]), 1 - terminated[:, :-1].float()], dim=1)
-    return mask * alive
-
-
-# --- masked statistics ---------------------------------------------------------------------------
-def masked_mean(x, mask):
-    """Mean of x over the entries where the (broadcast) mask is 1; 0 when nothing is valid."""
-    mask = mask.to(x.dtype)
-    count = mask.sum() * (x.numel() / mask.numel())
-    return (x * mask).sum() / count.clamp_min(torch.finfo(x.dtype).tiny)
-
-
 def masked_mse(prediction, target, mask):
     """Mean squared error over the valid entries."""
     return masked_mean((prediction - target) ** 2, mask)
-
-
-# --- target networks -----------------------------------------------------------------------------
-def hard_update(target, source):
-    """Copy every weight (and buffer) of source into target; both expose state_dict()."""
-    target.load_state_dict(source.state_dict())
-
-
-@torch.no_grad()
-def soft_update(target, source, tau):
-    """Polyak averaging target <- (1 - tau) * target + tau * source over parameters()."""
-    for target_param, param in zip(target.parameters(), source.parameters()):
-        target_param.lerp_(param, tau)
-
-
-def update_targets(pairs, interval_or_tau, step, last_update_step):
-    """Apply ``target_update_interval_or_tau`` to (target, source) pairs after a learner update.
-
-    interval_or_tau > 1: hard copy once ``step - last_update_step`` reaches the interval (the
-    learner picks the unit of ``step``: updates, or episodes for EPyMARL's MADDPG);
-    <= 1: soft update with tau = interval_or_tau every call. Returns the new last_update_step.
-    """
-    if interval_or_tau > 1:
-        if step - last_update_step >= interval_or_tau:
-            for target, source in pairs:
-                hard_update(target, source)
-            return step
-        return last_update_step
-    for target, source in pairs:
-        soft_update(target, source, interval_or_tau)
-    return last_update_step

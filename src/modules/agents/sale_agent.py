@@ -10,7 +10,8 @@ The encoder exists three times: the live one (``encoder``, trained only by the l
 loss through ``embed``/``embed_action``), a *fixed* copy that the Q head reads when acting and
 learning, and a *fixed target* copy that the target network's Q head reads
 (``read_target_encoder``). The copies have ``requires_grad=False``; ``refresh_fixed_encoders``
-moves fixed -> fixed target and live -> fixed. The agent sees only its own inputs.
+moves fixed -> fixed target and live -> fixed. The agent sees only its own inputs. Part of the
+SALE-MB plugin (runs under EPyMARL's BasicMAC too).
 """
 import copy
 
@@ -18,8 +19,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from modules.agents.rnn_agent import gru_cell_sequence
+from utils.gru_sequence import gru_cell_sequence
 from utils.latent_utils import avg_l1_norm
+from utils.td_utils import masked_mean
 
 
 class StateActionEncoder(nn.Module):
@@ -110,7 +112,9 @@ class SALEAgent(nn.Module):
         folded_bias = self.q_state_action(encoder.g_out.bias)
         shared = (self.q_hidden(avg_l1_norm(self.hidden_proj(h))) + self.q_state(z_o)
                   + folded_bias)
-        per_action = F.linear(action_features, folded_weight) + self.q_action.weight.t()
+        # a dense copy of the transposed [A, q_head_dim] weight: the broadcast add over a
+        # transposed view is much slower, and the values are the same
+        per_action = F.linear(action_features, folded_weight) + self.q_action.weight.t().contiguous()
         q = self.q_out(F.elu(shared.unsqueeze(-2) + per_action)).squeeze(-1)
         return q if self.q_linear is None else q + self.q_linear(h)
 
@@ -120,6 +124,14 @@ class SALEAgent(nn.Module):
 
     def embed_action(self, z_o, actions_onehot):
         return self.encoder.embed_action(z_o, actions_onehot)
+
+    def sale_loss(self, obs, actions_onehot, mask):
+        """The live encoder's SALE loss ||g_o(f_o(o^t), a^t) - sg f_o(o^{t+1})||^2 averaged where
+        mask [B, T, n, 1] is 1; obs [B, T+1, n, obs_dim], actions_onehot [B, T+1, n, A]."""
+        z_o = self.embed(obs)
+        predicted = self.embed_action(z_o[:, :-1], actions_onehot[:, :-1])
+        error = (predicted - z_o[:, 1:].detach()).pow(2).sum(-1, keepdim=True)
+        return masked_mean(error, mask)
 
     def encoder_parameters(self):
         """The live encoder's parameters (trained by the SALE loss, not by TD)."""

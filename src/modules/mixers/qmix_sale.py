@@ -6,10 +6,12 @@ abs() keeps both mixing layers' weights non-negative, so for a fixed c^t the mix
 in every agent's Q and greedy decentralised action selection stays consistent with Q_tot (IGM),
 provided c^t does not depend on the action taken at t: z_sa of the taken action never enters.
 ``args.mixer_inputs`` picks and orders the parts (ablations drop some); ``context`` joins them.
+Part of the SALE-MB plugin: built on its own ``MonotonicMixer``, not on a framework's QMixer.
 """
 import torch
 
-from modules.mixers.qmix import QMixer, state_size
+from modules.mixers.monotonic_mixer import MonotonicMixer
+from utils.td_utils import flat_size
 
 CONTEXT_PARTS = ("state", "sale", "foresight")
 
@@ -21,15 +23,17 @@ def check_mixer_inputs(inputs):
 
 
 def context_part_sizes(args):
-    return {"state": state_size(args), "sale": args.sale_dim, "foresight": args.imagination_dim}
+    return {"state": flat_size(args.state_shape), "sale": args.sale_dim,
+            "foresight": args.imagination_dim}
 
 
-class QMixSALE(QMixer):
+class QMixSALE(MonotonicMixer):
     def __init__(self, args):
         check_mixer_inputs(args.mixer_inputs)
         sizes = context_part_sizes(args)
         self.inputs = list(args.mixer_inputs)
-        super().__init__(args, input_dim=sum(sizes[part] for part in self.inputs))
+        super().__init__(args.n_agents, sum(sizes[part] for part in self.inputs),
+                         args.mixing_embed_dim, args.hypernet_layers, args.hypernet_embed)
 
     def context(self, **parts):
         """Concatenate the configured parts (given by name, [..., size]) into c."""

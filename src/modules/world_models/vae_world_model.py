@@ -14,14 +14,12 @@ Losses sum over feature dimensions and average over valid (batch, time, agent) e
 ``imagine`` rolls the prior's mean H steps from given latents, asking a policy callback for the
 actions at every imagined step; ``RolloutEncoder`` turns a rollout into foresight vectors.
 """
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from utils.latent_utils import balanced_kl, standard_normal_kl
-from utils.rl_utils import masked_mean
+from utils.td_utils import flat_size, masked_mean
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -49,10 +47,8 @@ def usable_actions(avail_logits):
 class VAEWorldModel(nn.Module):
     def __init__(self, scheme, args):
         super().__init__()
-        obs_shape = scheme["obs"]["vshape"]
-        self.obs_dim = obs_shape if isinstance(obs_shape, int) else math.prod(obs_shape)
-        state_shape = args.state_shape
-        self.state_dim = state_shape if isinstance(state_shape, int) else math.prod(state_shape)
+        self.obs_dim = flat_size(scheme["obs"]["vshape"])
+        self.state_dim = flat_size(args.state_shape)
         self.n_agents, self.n_actions = args.n_agents, args.n_actions
         self.latent_dim = args.agent_latent_dim
         self.joint_latent_dim = self.n_agents * self.latent_dim
@@ -156,40 +152,21 @@ class VAEWorldModel(nn.Module):
 
     # --- imagination -----------------------------------------------------------------------------
     @torch.no_grad()
-    def imagine(self, start_latent, start_actions, act, horizon, joint_sale=None, noise=0.0):
-        """Roll the prior H steps from Z^t [N, n*latent] with the actions a^t [N, n] (long).
-
-        At each imagined step k = 1..H the policy callback ``act(k, obs, avail, last_actions_onehot)``
-        gets the decoded observations [N, n, obs_dim], the predicted available actions (0/1,
-        [N, n, n_actions]) and the previous actions' one-hots, and returns actions [N, n] (long).
-        Everything returned is detached. Returns a dict: ``latents`` [N, H, n*latent],
-        ``rewards`` and ``continuations`` (probabilities) [N, H, 1] of the transitions k-1 -> k,
-        ``actions`` [N, H+1, n] (index 0: a^t), ``avail`` [N, H, n, n_actions], ``states``
-        [N, H, state_dim] (None without a state decoder).
-        """
-        latent, actions = start_latent, start_actions
-        out = {"latents": [], "rewards": [], "continuations": [], "actions": [actions],
-               "avail": [], "states": []}
-        for k in range(1, horizon + 1):
-            actions_onehot = F.one_hot(actions, self.n_actions).float()
-            sale = None
-            if self.use_sale:
-                sale = joint_sale.embed_action(joint_sale.embed(latent), actions_onehot.flatten(-2))
-            (mean, log_std), reward, continuation_logit = self.step(latent, actions_onehot, sale)
-            latent = mean + noise * torch.exp(log_std) * torch.randn_like(mean) if noise else mean
-            z = latent.view(-1, self.n_agents, self.latent_dim)
-            avail = usable_actions(self.avail_logits(z))
-            actions = act(k, self.decode_obs(z), avail, actions_onehot)
-            out["latents"].append(latent)
-            out["rewards"].append(reward)
-            out["continuations"].append(torch.sigmoid(continuation_logit))
-            out["actions"].append(actions)
-            out["avail"].append(avail)
-            if self.state_decoder is not None:
-                out["states"].append(self.decode_state(latent))
-        result = {key: torch.stack(values, dim=1) for key, values in out.items() if values}
-        result.setdefault("states", None)
-        return result
+    def imagine_step(self, joint_latent, actions_onehot, joint_sale=None, noise=0.0):
+        """One imagined step from Z [N, n*latent] with the actions' one-hots [N, n, n_actions]:
+        the prior's mean (plus ``noise`` times its std) as the next latent, and what it decodes.
+        Returns a dict of detached tensors: ``latent`` [N, n*latent], ``reward`` and
+        ``continuation`` (probability) [N, 1] of the transition, ``obs`` [N, n, obs_dim],
+        ``avail`` (predicted, 0/1) [N, n, n_actions] (the state: ``decode_state``)."""
+        sale = None
+        if self.use_sale:
+            sale = joint_sale.embed_action(joint_sale.embed(joint_latent), actions_onehot.flatten(-2))
+        (mean, log_std), reward, continuation_logit = self.step(joint_latent, actions_onehot, sale)
+        latent = mean + noise * torch.exp(log_std) * torch.randn_like(mean) if noise else mean
+        z = latent.view(-1, self.n_agents, self.latent_dim)
+        return {"latent": latent, "reward": reward,
+                "continuation": torch.sigmoid(continuation_logit),
+                "avail": usable_actions(self.avail_logits(z)), "obs": self.decode_obs(z)}
 
     @torch.no_grad()
     def prediction_errors(self, joint_mean, actions_onehot, state, rewards, step_mask, horizon,
@@ -222,18 +199,3 @@ class VAEWorldModel(nn.Module):
                     valid).item()
         return errors
 
-
-class RolloutEncoder(nn.Module):
-    """A GRU that reads a rollout [Z^{t+H}, ..., Z^{t+1}, Z^t] from far to near. Its state after
-    reading down to step k is the foresight of step k: one pass gives the foresight of the start
-    (index 0) and of every imagined step (index k)."""
-
-    def __init__(self, latent_dim, imagination_dim):
-        super().__init__()
-        self.gru = nn.GRU(latent_dim, imagination_dim, batch_first=True)
-
-    def forward(self, start_latent, imagined_latents):
-        """[N, L] and [N, H, L] -> foresight [N, H+1, imagination_dim]."""
-        sequence = torch.cat([start_latent.unsqueeze(1), imagined_latents], dim=1).flip(1)
-        foresight, _ = self.gru(sequence)
-        return foresight.flip(1)
