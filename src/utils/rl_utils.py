@@ -54,6 +54,14 @@ def build_lambda_returns(rewards, terminated, next_values, gamma, lam, mask=None
     return returns
 
 
+def build_gae_advantages(rewards, terminated, values, next_values, gamma, lam, mask=None):
+    """GAE(lambda) advantages A_t = sum_k (gamma lam)^k delta_{t+k}, with
+    delta_t = r_t + gamma (1 - d_t) V(s_{t+1}) - V(s_t), cut at a terminal (no bootstrap) and
+    at the end of the valid data (bootstrap from that step's ``next_values``). Equal to the
+    lambda-return minus V(s_t), which is how it is computed. values, next_values: like rewards."""
+    return build_lambda_returns(rewards, terminated, next_values, gamma, lam, mask) - values
+
+
 def valid_step_mask(filled, terminated):
     """Float [B, T, 1] mask of the transitions to learn from, given ``filled`` of all T + 1 slots
     and ``terminated`` of the T transitions: step t counts when slots t and t + 1 both hold data
@@ -61,6 +69,25 @@ def valid_step_mask(filled, terminated):
     mask = filled[:, :-1].float() * filled[:, 1:].float()
     alive = torch.cat([torch.ones_like(mask[:, :1]), 1 - terminated[:, :-1].float()], dim=1)
     return mask * alive
+
+
+# --- policy-gradient objectives ------------------------------------------------------------------
+def clipped_surrogate(ratio, advantages, eps_clip):
+    """PPO's clipped surrogate min(r A, clip(r, 1 - eps, 1 + eps) A), elementwise (to maximise).
+    Its gradient in r is A inside the clip range and 0 where clipping binds the minimum."""
+    clipped = ratio.clamp(1.0 - eps_clip, 1.0 + eps_clip)
+    return torch.minimum(ratio * advantages, clipped * advantages)
+
+
+def value_loss(values, returns, old_values=None, value_clip=None):
+    """Elementwise squared error (V - G)^2; with ``value_clip`` PPO's clipped form
+    max((V - G)^2, (V_old + clip(V - V_old, -c, c) - G)^2), which stops a value update from
+    moving V more than c away from the values the data was collected with."""
+    loss = (values - returns).pow(2)
+    if value_clip is None:
+        return loss
+    clipped = old_values + (values - old_values).clamp(-value_clip, value_clip)
+    return torch.maximum(loss, (clipped - returns).pow(2))
 
 
 # --- masked statistics ---------------------------------------------------------------------------
