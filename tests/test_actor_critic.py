@@ -1,0 +1,102 @@
+"""Actor-critic methods end to end through the real entry point (tiny budgets, both runners) on
+LBF, SMAX and MaMuJoCo with continuous actions; their config checks; value-based methods refused
+on continuous actions before anything starts."""
+import math
+import os
+
+import pytest
+
+from helpers import TINY, metric, read_json, run_main, sacred_runs
+from run_config import ConfigError, build_config
+
+LBF_KEY = "env_args.key=lbforaging:Foraging-5x5-2p-1f-v3"
+POLICY_METRICS = ("pg_loss", "critic_loss", "entropy", "advantage_mean", "agent_grad_norm",
+                  "critic_grad_norm", "td_error_abs", "q_taken_mean", "target_mean")
+PPO_METRICS = ("clip_fraction", "approx_kl")
+
+
+def on_policy(runner):
+    """Two episodes per update, the ones just collected."""
+    sizes = ["batch_size=2", "buffer_size=2", f"runner={runner}"]
+    return sizes + (["batch_size_run=2"] if runner == "parallel" else ["batch_size_run=1"])
+
+
+def trained_metrics(tmp_path, alg, env, overrides):
+    result = run_main(alg, env, tmp_path, overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = sacred_runs(tmp_path, alg)
+    assert read_json(run, "run.json")["status"] == "COMPLETED"
+    metrics = read_json(run, "metrics.json")
+    expected = POLICY_METRICS + (PPO_METRICS if "ppo" in alg else ()) + ("return_mean", "test_return_mean")
+    for key in expected:
+        assert key in metrics, f"{key} missing from metrics.json: {sorted(metrics)}"
+    assert metric(metrics, "return_mean")[-1][0] >= 400
+    return run, metrics
+
+
+@pytest.mark.parametrize("alg, runner", [("mappo", "parallel"), ("ippo_ns", "episode"),
+                                         ("maa2c", "episode"), ("coma", "parallel")])
+def test_trains_and_evaluates_on_lbf(tmp_path, alg, runner):
+    overrides = [*TINY, LBF_KEY, *on_policy(runner), "save_model=True", "save_model_interval=300"]
+    run, metrics = trained_metrics(tmp_path, alg, "lbf", overrides)
+    assert all(0.0 <= v <= 1.0 for _, v in metric(metrics, "test_return_mean"))
+    assert all(0.0 <= v <= math.log(6) + 1e-4 for _, v in metric(metrics, "entropy"))  # 6 LBF actions
+    if "ppo" in alg:
+        assert all(0.0 <= v <= 1.0 for _, v in metric(metrics, "clip_fraction"))
+    models = os.path.join(tmp_path, "models")
+    (token,) = os.listdir(models)
+    files = set(os.listdir(os.path.join(models, token, max(os.listdir(os.path.join(models, token)), key=int))))
+    assert {"agent.th", "critic.th", "target_critic.th", "agent_opt.th", "critic_opt.th"} <= files
+
+    evaluated = run_main(alg, "lbf", tmp_path, [*overrides, "evaluate=True",
+                                                f"checkpoint_path={os.path.join(models, token)}"])
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "test_return_mean" in evaluated.stderr and "Beginning training" not in evaluated.stderr
+
+
+@pytest.mark.parametrize("alg, runner", [("mappo", "episode"), ("ia2c", "parallel")])
+def test_trains_on_smax(tmp_path, alg, runner):
+    # max_steps as in the conformance test's smax case, so the compiled code is already cached.
+    run, metrics = trained_metrics(tmp_path, alg, "smax",
+                                   [*TINY, "env_args.max_steps=25", *on_policy(runner)])
+    assert "battle_won_mean" in metrics and "test_battle_won_mean" in metrics
+
+
+@pytest.mark.parametrize("alg, runner", [("mappo", "parallel"), ("ippo", "episode")])
+def test_trains_on_mamujoco_with_continuous_actions(tmp_path, alg, runner):
+    pytest.importorskip("gymnasium_robotics")
+    overrides = [*TINY, "env_args.action_bins=null", "env_args.time_limit=50", *on_policy(runner)]
+    run, metrics = trained_metrics(tmp_path, alg, "mamujoco", overrides)
+    assert os.path.basename(os.path.dirname(run)) == "HalfCheetah_6x1"
+    # a Gaussian over one joint per agent starting at std 1: entropy 0.5 (1 + log 2 pi) per agent
+    assert metric(metrics, "entropy")[0][1] == pytest.approx(0.5 * (1 + math.log(2 * math.pi)), abs=0.01)
+    assert all(length == 50 for _, length in metric(metrics, "ep_length_mean"))
+    assert "x_position_mean" in metrics
+
+
+@pytest.mark.parametrize("alg", ["qmix", "iql", "coma"])
+def test_methods_needing_discrete_actions_are_refused_on_continuous_ones(tmp_path, alg):
+    result = run_main(alg, "mamujoco", tmp_path, ["env_args.action_bins=null"])
+    assert result.returncode == 2
+    assert "needs discrete actions" in result.stderr and "action_bins" in result.stderr
+    assert not os.path.exists(os.path.join(tmp_path, "sacred"))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ([("buffer_size", 20)], "buffer_size equal to batch_size"),
+    ([("critic_type", "cv_critc")], "critic_type='cv_critc' is not registered"),
+    ([("gae_lambda", 1.5)], "gae_lambda must be null"),
+    ([("value_clip", -0.2)], "value_clip must be null"),
+    ([("minibatches", 0)], "minibatches must be at least 1"),
+    ([("minibatches", 11)], "at most one minibatch per episode"),
+])
+def test_inconsistent_actor_critic_settings_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config("mappo", "lbf", overrides)
+
+
+def test_coma_needs_its_counterfactual_critic():
+    with pytest.raises(ConfigError, match="counterfactual critic"):
+        build_config("coma", "lbf", [("critic_type", "cv_critic")])
+    config = build_config("mappo", "lbf", [("gae_lambda", 0.95), ("value_clip", 0.2), ("minibatches", 2)])
+    assert (config["gae_lambda"], config["value_clip"], config["minibatches"]) == (0.95, 0.2, 2)
