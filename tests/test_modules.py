@@ -338,3 +338,14 @@ def test_continuous_mac_outputs_gaussian_parameters_and_samples_float_actions():
     sampled = controller.select_actions(batch, 0, t_env=0)
     assert sampled.dtype == torch.float32 and sampled.shape == (500, N_AGENTS, 2)
     assert (sampled - mean).std().item() == pytest.approx(torch.exp(torch.tensor(-1.0)).item(), rel=0.05)
+
+
+def test_categorical_entropy_and_log_prob_have_finite_gradients_with_masked_actions():
+    """A masked action has probability exactly 0; its terms must not turn gradients into nan."""
+    logits = torch.tensor([[1.0, 0.5, -2.0]], requires_grad=True)
+    probs = torch.softmax(logits.masked_fill(torch.tensor([[False, True, False]]), -1e10), -1)
+    assert probs[0, 1] == 0
+    loss = CategoricalPolicy.entropy(probs, None).sum() + CategoricalPolicy.log_prob(
+        probs, torch.tensor([[1]]), None).sum()
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()

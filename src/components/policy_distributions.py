@@ -18,12 +18,17 @@ class CategoricalPolicy:
 
     @staticmethod
     def log_prob(outputs, actions, avail_actions):
-        taken = outputs.gather(-1, actions.long()).squeeze(-1)
-        return torch.log(taken.clamp_min(torch.finfo(outputs.dtype).tiny))
+        return _safe_log(outputs.gather(-1, actions.long()).squeeze(-1))
 
     @staticmethod
     def entropy(outputs, avail_actions):
-        return -torch.special.xlogy(outputs, outputs).sum(-1)
+        return -(outputs * _safe_log(outputs)).sum(-1)
+
+
+def _safe_log(probs):
+    """log p with p = 0 (a masked action) read as the smallest positive float: finite values and,
+    unlike xlogy, a finite gradient at 0 (0 * log 0 has gradient log 0 = -inf otherwise)."""
+    return torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))
 
 
 class GaussianPolicy:

@@ -157,7 +157,7 @@ class ActorCriticLearner:
         outputs = self.mac.forward_all(batch)[:, :-1]
         log_probs = self.policy.log_prob(outputs, data["actions"], data["avail"])
         entropy = self.policy.entropy(outputs, data["avail"])
-        log_ratio = log_probs - old_log_probs
+        log_ratio = (log_probs - old_log_probs) * mask  # padding: ratio 1, no overflow into the means
         ratio = torch.exp(log_ratio)
         surrogate = clipped_surrogate(ratio, advantages, self.args.eps_clip)
         pg_loss = -masked_mean(surrogate + self.args.entropy_coef * entropy, mask)
