@@ -82,6 +82,36 @@ def test_methods_needing_discrete_actions_are_refused_on_continuous_ones(tmp_pat
     assert not os.path.exists(os.path.join(tmp_path, "sacred"))
 
 
+# EPyMARL's values (its src/config/algs/*.yaml): learner, critic, lr, hidden, GRU, entropy, n-step,
+# epochs (A2C: 1 in our single learner), target update, agent id input.
+EPYMARL_DEFAULTS = {
+    "ia2c": ("actor_critic_learner", "ac_critic", 5e-4, 128, True, 0.001, 5, 1, 0.01, True),
+    "ippo": ("ppo_learner", "ac_critic", 3e-4, 128, True, 0.001, 5, 4, 0.01, True),
+    "maa2c": ("actor_critic_learner", "cv_critic", 5e-4, 128, True, 0.01, 5, 1, 0.01, True),
+    "mappo": ("ppo_learner", "cv_critic", 3e-4, 128, True, 0.001, 5, 4, 0.01, True),
+    "coma": ("coma_learner", "coma_critic", 3e-4, 64, True, 0.001, 10, 4, 200, True),
+    "ia2c_ns": ("actor_critic_learner", "ac_critic_ns", 5e-4, 64, False, 0.001, 5, 1, 200, False),
+    "ippo_ns": ("ppo_learner", "ac_critic_ns", 3e-4, 64, False, 0.01, 5, 4, 200, False),
+    "maa2c_ns": ("actor_critic_learner", "cv_critic_ns", 3e-4, 64, False, 0.01, 5, 1, 200, False),
+    "mappo_ns": ("ppo_learner", "cv_critic_ns", 3e-4, 64, False, 0.01, 5, 4, 200, False),
+    "coma_ns": ("coma_learner", "coma_critic_ns", 5e-4, 64, False, 0.01, 5, 4, 200, True),
+}
+
+
+@pytest.mark.parametrize("alg", sorted(EPYMARL_DEFAULTS))
+def test_configs_carry_epymarl_defaults(alg):
+    config = build_config(alg, "lbf", [])
+    keys = ("learner", "critic_type", "lr", "hidden_dim", "use_rnn", "entropy_coef", "q_nstep", "epochs",
+            "target_update_interval_or_tau", "obs_agent_id")
+    assert tuple(config[key] for key in keys) == EPYMARL_DEFAULTS[alg]
+    assert (config["runner"], config["batch_size_run"], config["batch_size"], config["buffer_size"]) == ("parallel", 10, 10, 10)
+    assert config["t_max"] == 20050000 and config["standardise_rewards"] and not config["obs_last_action"]
+    assert config["action_selector"] == "soft_policies" and config["agent_output_type"] == "pi_logits"
+    assert config["mac"] == ("non_shared_mac" if alg.endswith("_ns") else "basic_mac")
+    assert (config["gae_lambda"], config["normalise_advantages"], config["minibatches"], config["value_clip"]) == (
+        None, False, 1, None)
+
+
 @pytest.mark.parametrize("overrides, message", [
     ([("buffer_size", 20)], "buffer_size equal to batch_size"),
     ([("critic_type", "cv_critc")], "critic_type='cv_critc' is not registered"),
