@@ -44,8 +44,9 @@ class BasicMAC:
 
     # --- acting and one-step forward -------------------------------------------------------------
     def select_actions(self, ep_batch, t_ep, t_env, bs=slice(None), test_mode=False):
-        """Actions [len(bs), n_agents] (continuous: [len(bs), n_agents, n_actions]) for the episodes ``bs`` at step ``t_ep``. The agents step
-        for every episode of the batch (their hidden states stay aligned with it)."""
+        """Actions [len(bs), n_agents] (continuous: [len(bs), n_agents, n_actions]) for the
+        episodes ``bs`` at step ``t_ep``. The agents step for every episode of the batch (their
+        hidden states stay aligned with it)."""
         with torch.no_grad():
             agent_outputs = self.forward(ep_batch, t_ep, test_mode=test_mode)
             avail_actions = ep_batch["avail_actions"][:, t_ep]
