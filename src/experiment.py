@@ -26,13 +26,23 @@ def env_label(config):
 
 
 def preflight_env(config):
-    """The chosen env's own start-up checks, as a ConfigError naming what to install or fix."""
-    from envs import check_requirements
+    """The chosen env's own start-up checks, as a ConfigError naming what to install or fix; and
+    a learner that needs discrete actions is refused on an env whose actions are continuous."""
+    from envs import check_requirements, has_continuous_actions
+    from learners import REGISTRY as learner_registry
 
     try:
         check_requirements(config["env"], config["env_args"])
     except (ImportError, FileNotFoundError, ValueError) as err:
         raise ConfigError(str(err)) from None
+    learner = learner_registry[config["learner"]]
+    if (has_continuous_actions(config["env"], config["env_args"])
+            and not getattr(learner, "supports_continuous_actions", False)):
+        raise ConfigError(
+            f"{config['name']} (learner={config['learner']}) needs discrete actions, but this env's "
+            f"actions are continuous (env_args.action_bins is null). Discretise them, e.g. "
+            f"env_args.action_bins=11, or use a policy-gradient method with continuous support: "
+            f"ippo, mappo, ia2c, maa2c (or their _ns variants).")
 
 
 def preflight_wandb(config):

@@ -76,16 +76,24 @@ def _set_rng_states(states):
 
 
 def build_scheme(env_info, args):
+    """EPyMARL's scheme. Discrete actions are indices (long, (1,)) with a one-hot copy; continuous
+    actions are float vectors of the env's ``n_actions`` dimensions, and ``avail_actions`` then
+    marks the dimensions each agent has."""
+    if args.continuous_actions:
+        actions = {"vshape": (env_info["n_actions"],), "group": "agents", "dtype": torch.float32}
+        preprocess = {}
+    else:
+        actions = {"vshape": (1,), "group": "agents", "dtype": torch.long}
+        preprocess = {"actions": ("actions_onehot", [OneHot(out_dim=args.n_actions)])}
     scheme = {
         "state": {"vshape": env_info["state_shape"]},
         "obs": {"vshape": env_info["obs_shape"], "group": "agents"},
-        "actions": {"vshape": (1,), "group": "agents", "dtype": torch.long},
+        "actions": actions,
         "avail_actions": {"vshape": (env_info["n_actions"],), "group": "agents", "dtype": torch.int},
         "terminated": {"vshape": (1,), "dtype": torch.uint8},
     }
     scheme["reward"] = {"vshape": (1,)} if args.common_reward else {"vshape": (args.n_agents,)}
     groups = {"agents": args.n_agents}
-    preprocess = {"actions": ("actions_onehot", [OneHot(out_dim=args.n_actions)])}
     return scheme, groups, preprocess
 
 
@@ -113,6 +121,7 @@ def run_sequential(args, logger):
     args.state_shape = env_info["state_shape"]
     args.obs_shape = env_info["obs_shape"]
     args.episode_limit = env_info["episode_limit"]
+    args.continuous_actions = env_info.get("continuous_actions", False)
 
     scheme, groups, preprocess = build_scheme(env_info, args)
     buffer = ReplayBuffer(scheme, groups, args.buffer_size, env_info["episode_limit"] + 1,

@@ -74,16 +74,21 @@ def test_checkpoint_path_that_does_not_exist(tmp_path):
 SALE_MB_RESUME = ["wm_warmup=2", "sale_refresh_interval=5", "target_update_interval_or_tau=7"]
 
 
-@pytest.mark.parametrize("alg, runner", [("qmix", "episode"), ("qmix", "parallel"), ("sale_mb", "episode")])
+@pytest.mark.parametrize("alg, runner", [("qmix", "episode"), ("qmix", "parallel"), ("sale_mb", "episode"),
+                                         ("mappo", "parallel")])
 def test_resume_after_sigkill_continues_the_metrics(tmp_path, alg, runner):
     """A run killed with SIGKILL and resumed logs the same metrics as one that was never stopped.
     For sale_mb this covers the world model, the fixed SALE encoders (refreshed on both sides of
-    the checkpoint), both optimisers, the target range and the RNG that samples imagination starts."""
+    the checkpoint), both optimisers, the target range and the RNG that samples imagination starts.
+    For mappo: both optimisers, the soft-updated target critic, running reward statistics and the
+    RNG that shuffles minibatches."""
     overrides = [*TINY, *LBF, "t_max=1500", "save_model=True", "save_model_interval=500", f"runner={runner}"]
     if runner == "parallel":
         overrides.append("batch_size_run=2")
     if alg == "sale_mb":
         overrides += SALE_MB_RESUME
+    if alg == "mappo":
+        overrides += ["batch_size=2", "buffer_size=2", "minibatches=2"]
     reference = tmp_path / "reference"
     reference.mkdir()
     result = run_main(alg, "lbf", reference, overrides)
@@ -110,7 +115,8 @@ def test_resume_after_sigkill_continues_the_metrics(tmp_path, alg, runner):
 
     expected = read_json(sacred_runs(reference, alg)[0], "metrics.json")
     got = read_json(sacred_runs(killed, alg)[-1], "metrics.json")
-    keys = ["return_mean", "test_return_mean", "loss", "epsilon", "q_taken_mean"]
+    keys = ["return_mean", "test_return_mean", "epsilon", "q_taken_mean"]
+    keys += ["pg_loss", "critic_loss", "approx_kl", "entropy"] if alg == "mappo" else ["loss"]
     if alg == "sale_mb":
         keys += ["wm_loss", "imagined_td_loss", "agent_sale_loss", "joint_sale_loss", "wm_latent_error_3step"]
     for key in keys:

@@ -12,6 +12,7 @@ from smacv2_standin import use_smacv2_standin
 
 CASES = [
     ("matrix_game", {}),
+    ("continuous_game", {}),
     ("gymma", {"key": "lbforaging:Foraging-8x8-2p-2f-coop-v3", "time_limit": 25}),
     ("smax", {"map_name": "smacv2_5_units", "max_steps": 25}),
     ("sc2v2", {"map_name": "protoss_5_vs_5", "time_limit": 25}),  # on the smacv2 stand-in, not the game
@@ -23,6 +24,7 @@ CASES = [
     ("mamujoco", {"scenario": "Hopper", "agent_conf": "3x1", "time_limit": 25}),
     ("mamujoco", {"scenario": "Ant", "agent_conf": "8x1", "time_limit": 25}),
     ("mamujoco", {"scenario": "Walker2d", "agent_conf": "6x1", "time_limit": 25}),
+    ("mamujoco", {"scenario": "HalfCheetah", "agent_conf": "6x1", "time_limit": 25, "action_bins": None}),
 ]
 
 # Set-up a case needs before its env can be built: fn(monkeypatch, tmp_path).
@@ -47,8 +49,11 @@ def env_case(request, monkeypatch, tmp_path):
 
 
 def random_actions(env, rng):
-    """A uniformly random available action per agent."""
+    """A uniformly random available action per agent; with continuous actions a float vector per
+    agent, partly beyond the bounds [-1, 1] (the env clips), zero on dimensions it lacks."""
     avail = np.asarray(env.get_avail_actions())
+    if env.continuous_actions:
+        return rng.uniform(-1.5, 1.5, avail.shape) * avail
     return (rng.random(avail.shape) * avail).argmax(axis=1)
 
 
@@ -85,7 +90,9 @@ def test_env_info_and_shapes(env_case):
     _, make = env_case
     env = make()
     info = env.get_env_info()
-    assert set(info) == {"state_shape", "obs_shape", "n_actions", "n_agents", "episode_limit"}
+    assert set(info) == {"state_shape", "obs_shape", "n_actions", "n_agents", "episode_limit",
+                         "continuous_actions"}
+    assert info["continuous_actions"] == env.continuous_actions
     n_agents, n_actions = info["n_agents"], info["n_actions"]
     assert n_agents == env.n_agents and info["episode_limit"] == env.episode_limit >= 1
     assert n_actions == env.get_total_actions() and info["obs_shape"] == env.get_obs_size()
@@ -115,7 +122,7 @@ def test_episodes_end_by_a_terminal_or_a_time_out(env_case):
     for _ in range(3):
         _, _, masks, steps = play_episode(env, rng)
         for mask, (actions, *_) in zip(masks, steps):
-            assert mask[np.arange(env.n_agents), actions].all()
+            assert env.continuous_actions or mask[np.arange(env.n_agents), actions].all()
         assert all(not terminated and not truncated for _, _, terminated, truncated, _ in steps[:-1])
         _, _, terminated, truncated, info = steps[-1]
         assert terminated != truncated and len(steps) <= env.episode_limit

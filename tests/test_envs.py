@@ -60,7 +60,8 @@ def scripted_episode(env, seed):
 def test_lbf_shapes_and_env_info():
     env = make_gymma()
     info = env.get_env_info()
-    assert info == {"state_shape": 24, "obs_shape": 12, "n_actions": 6, "n_agents": 2, "episode_limit": 50}
+    assert info == {"state_shape": 24, "obs_shape": 12, "n_actions": 6, "n_agents": 2, "episode_limit": 50,
+                    "continuous_actions": False}
     obs, _ = env.reset()
     assert obs.shape == (2, 12) and obs.dtype == np.float32
     assert env.get_obs_agent(1).shape == (12,)
@@ -187,7 +188,8 @@ def test_unsupported_or_missing_pieces_fail_clearly():
 def test_matrix_game_pays_the_matrix_and_ends_after_one_step():
     payoff = [[11, -30, 0], [-30, 7, 6], [0, 0, 5]]
     env = env_REGISTRY["matrix_game"](payoff=payoff, seed=0, common_reward=True, reward_scalarisation="sum")
-    assert env.get_env_info() == {"state_shape": 1, "obs_shape": 1, "n_actions": 3, "n_agents": 2, "episode_limit": 1}
+    assert env.get_env_info() == {"state_shape": 1, "obs_shape": 1, "n_actions": 3, "n_agents": 2, "episode_limit": 1,
+                                  "continuous_actions": False}
     assert env.optimum() == (11.0, (0, 0))
     for row in range(3):
         for col in range(3):

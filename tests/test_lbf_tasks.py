@@ -28,7 +28,8 @@ def test_paper_task_configs_build_the_named_task(env_config):
     assert (len(lbf.players), lbf.max_num_food, lbf.field.shape, lbf.sight, lbf.force_coop) == (
         players, foods, (size, size), sight, coop)
     assert env.get_env_info() == {"state_shape": players * (3 * foods + 3 * players), "obs_shape": 3 * foods + 3 * players,
-                                  "n_actions": 6, "n_agents": players, "episode_limit": 50}
+                                  "n_actions": 6, "n_agents": players, "episode_limit": 50,
+                                  "continuous_actions": False}
     for seed in range(3):
         env.reset(seed=seed)
         assert np.count_nonzero(lbf.field) == foods   # every food is placed, five included

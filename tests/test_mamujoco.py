@@ -51,7 +51,8 @@ def test_paper_confs_build_with_padded_observations_and_env_state(scenario, agen
     obs_sizes, state_size = PAPER_CONFS[scenario, agent_conf]
     env = make_env(scenario, agent_conf)
     assert env.get_env_info() == {"state_shape": state_size, "obs_shape": max(obs_sizes), "n_actions": 11,
-                                  "n_agents": len(obs_sizes), "episode_limit": 1000}
+                                  "n_agents": len(obs_sizes), "episode_limit": 1000,
+                                  "continuous_actions": False}
     assert sorted(set(actuator_ids(env))) == list(range(len(obs_sizes)))   # one joint per agent, each once
     obs, _ = env.reset()
     env.step([3] * env.n_agents)
@@ -89,7 +90,7 @@ def test_agents_with_several_joints_pick_combinations_of_bins():
 def test_continuous_actions_expose_the_box_and_reach_the_joints():
     env = make_env(action_bins=None)
     info = env.get_env_info()
-    assert info["n_actions"] == 1 and info["n_agents"] == 6
+    assert info["n_actions"] == 1 and info["n_agents"] == 6 and info["continuous_actions"] is True
     assert all(box.shape == (1,) and box.low[0] == -1 and box.high[0] == 1 for box in env.continuous_action_space)
     env.reset()
     actions = [[0.25], [-0.5], [2.0], [0.0], [0.75], [-1.0]]

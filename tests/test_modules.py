@@ -7,8 +7,10 @@ import torch.nn as nn
 
 from components.episode_buffer import EpisodeBatch
 from components.transforms import OneHot
+from components.policy_distributions import CategoricalPolicy, GaussianPolicy
 from controllers import REGISTRY as mac_REGISTRY
 from modules.agents import REGISTRY as agent_REGISTRY
+from modules.critics import REGISTRY as critic_REGISTRY
 from modules.mixers import REGISTRY as mixer_REGISTRY
 
 N_AGENTS, N_ACTIONS, OBS_DIM, STATE_DIM = 3, 5, 4, 7
@@ -223,3 +225,127 @@ def test_mac_save_load_and_load_state(tmp_path, mac):
     torch.testing.assert_close(copy.forward_all(batch), source.forward_all(batch))
     copy.load_state_dict(make_mac(mac).state_dict())
     assert not torch.allclose(copy.forward_all(batch), source.forward_all(batch))
+
+
+@pytest.mark.parametrize("mac", sorted(mac_REGISTRY))
+def test_policies_never_sample_an_unavailable_action(mac):
+    """Logits favour every unavailable action by far; masking before the softmax still gives
+    them no probability, so thousands of draws never pick one."""
+    torch.manual_seed(4)
+    controller = make_mac(mac, agent_output_type="pi_logits", action_selector="soft_policies")
+    with torch.no_grad():
+        for agent in controller.agent.agents if mac == "non_shared_mac" else [controller.agent]:
+            agent.fc2.bias.copy_(torch.tensor([50.0, -50.0, 50.0, -50.0, 50.0]))
+    batch = make_batch(batch_size=200, steps=3)
+    for t in range(3):
+        controller.init_hidden(batch.batch_size)
+        actions = controller.select_actions(batch, t, t_env=0)
+        assert batch["avail_actions"][:, t].gather(-1, actions.unsqueeze(-1)).eq(1).all()
+
+
+# --- critics -------------------------------------------------------------------------------------
+def make_critic(name):
+    args = make_args(obs_individual_obs=False)
+    return critic_REGISTRY[name](make_batch().scheme, args)
+
+
+# which inputs each critic must depend on: observation, state, other agents' actions
+CRITIC_INPUTS = {"ac_critic": {"obs"}, "cv_critic": {"state"}, "coma_critic": {"obs", "state", "actions"}}
+
+
+@pytest.mark.parametrize("name", sorted(critic_REGISTRY))
+def test_critics_depend_on_their_inputs_only(name):
+    torch.manual_seed(5)
+    critic = make_critic(name)
+    batch = make_batch()
+    out = critic(batch)
+    width = N_ACTIONS if name.startswith("coma") else 1
+    assert out.shape == (4, 6, N_AGENTS, width)
+    uses = CRITIC_INPUTS[name.removesuffix("_ns")]
+    for field in ("obs", "state", "actions"):
+        changed = make_batch()
+        changed.update({field: make_batch(seed=9)[field]}, ts=slice(None))
+        assert (not torch.allclose(critic(changed), out)) == (field in uses), field
+
+
+def test_coma_critic_ignores_the_agents_own_action():
+    critic = make_critic("coma_critic")
+    batch = make_batch()
+    out = critic(batch)
+    changed = make_batch()
+    actions = changed["actions"].clone()
+    actions[:, :, 0] = (actions[:, :, 0] + 1) % N_ACTIONS   # only agent 0's action changes
+    changed.update({"actions": actions}, ts=slice(None))
+    moved = (critic(changed) - out).abs().sum(-1) > 0
+    assert not moved[:, :, 0].any() and moved[:, :, 1:].all()
+
+
+@pytest.mark.parametrize("name", ["ac_critic_ns", "cv_critic_ns", "coma_critic_ns"])
+def test_non_shared_critics_keep_one_network_per_agent(name):
+    critic = make_critic(name)
+    batch = make_batch()
+    before = critic(batch)
+    with torch.no_grad():
+        critic.nets[1][-1].bias += 1.0
+    changed = (critic(batch) - before).abs().sum(-1) > 0
+    assert not changed[:, :, 0].any() and changed[:, :, 1].all() and not changed[:, :, 2].any()
+
+
+# --- policy distributions ------------------------------------------------------------------------
+def test_categorical_log_prob_and_entropy_match_torch():
+    probs = torch.softmax(torch.randn(4, 6, N_AGENTS, N_ACTIONS), -1)
+    actions = torch.randint(N_ACTIONS, (4, 6, N_AGENTS, 1))
+    reference = torch.distributions.Categorical(probs=probs)
+    torch.testing.assert_close(CategoricalPolicy.log_prob(probs, actions, None),
+                               reference.log_prob(actions.squeeze(-1)))
+    torch.testing.assert_close(CategoricalPolicy.entropy(probs, None), reference.entropy())
+
+
+def test_gaussian_log_prob_and_entropy_match_torch_over_the_agents_dimensions():
+    """Raw (unclipped) actions are stored and the env clips them, so the log-probability is the
+    Gaussian's; a dimension an agent lacks (avail 0) counts for nothing."""
+    torch.manual_seed(6)
+    mean, log_std = torch.randn(4, N_AGENTS, 3), torch.randn(4, N_AGENTS, 3).clamp(-2, 1)
+    outputs = torch.cat([mean, log_std], -1)
+    actions = mean + 3 * torch.randn(4, N_AGENTS, 3)   # many beyond the bounds [-1, 1]
+    avail = torch.ones(4, N_AGENTS, 3)
+    avail[:, 1, 2] = 0
+    normal = torch.distributions.Normal(mean, log_std.exp())
+    torch.testing.assert_close(GaussianPolicy.log_prob(outputs, actions, avail),
+                               (normal.log_prob(actions) * avail).sum(-1))
+    torch.testing.assert_close(GaussianPolicy.entropy(outputs, avail), (normal.entropy() * avail).sum(-1))
+
+
+def test_continuous_mac_outputs_gaussian_parameters_and_samples_float_actions():
+    torch.manual_seed(7)
+    args = make_args(continuous_actions=True, n_actions=2, agent_output_type="pi_logits",
+                     action_selector="soft_policies", log_std_init=-1.0, obs_last_action=True)
+    scheme = {"state": {"vshape": STATE_DIM}, "obs": {"vshape": OBS_DIM, "group": "agents"},
+              "actions": {"vshape": (2,), "group": "agents"},
+              "avail_actions": {"vshape": (2,), "group": "agents", "dtype": torch.int}}
+    batch = EpisodeBatch(scheme, {"agents": N_AGENTS}, 500, 2)
+    batch.update({"obs": torch.randn(500, 2, N_AGENTS, OBS_DIM), "avail_actions": torch.ones(500, 2, N_AGENTS, 2),
+                  "actions": torch.randn(500, 2, N_AGENTS, 2)}, ts=slice(None))
+    controller = mac_REGISTRY["basic_mac"](batch.scheme, {"agents": N_AGENTS}, args)
+    outputs = controller.forward_all(batch)
+    assert outputs.shape == (500, 2, N_AGENTS, 4)
+    mean = outputs[:, 0, :, :2]
+    torch.testing.assert_close(outputs[..., 2:], torch.full_like(outputs[..., 2:], -1.0))
+    controller.init_hidden(500)
+    greedy = controller.select_actions(batch, 0, t_env=0, test_mode=True)
+    torch.testing.assert_close(greedy, mean)
+    controller.init_hidden(500)
+    sampled = controller.select_actions(batch, 0, t_env=0)
+    assert sampled.dtype == torch.float32 and sampled.shape == (500, N_AGENTS, 2)
+    assert (sampled - mean).std().item() == pytest.approx(torch.exp(torch.tensor(-1.0)).item(), rel=0.05)
+
+
+def test_categorical_entropy_and_log_prob_have_finite_gradients_with_masked_actions():
+    """A masked action has probability exactly 0; its terms must not turn gradients into nan."""
+    logits = torch.tensor([[1.0, 0.5, -2.0]], requires_grad=True)
+    probs = torch.softmax(logits.masked_fill(torch.tensor([[False, True, False]]), -1e10), -1)
+    assert probs[0, 1] == 0
+    loss = CategoricalPolicy.entropy(probs, None).sum() + CategoricalPolicy.log_prob(
+        probs, torch.tensor([[1]]), None).sum()
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from components.epsilon_schedules import DecayThenFlatSchedule
+from components.policy_distributions import GaussianPolicy
 
 
 def _sample(probs):
@@ -85,6 +86,21 @@ class SoftPoliciesSelector:
 
     def select_action(self, agent_inputs, avail_actions, t_env, test_mode=False):
         return _sample(_masked_probs(agent_inputs, avail_actions))
+
+
+class GaussianActionSelector:
+    """Continuous actions from a Gaussian policy's [mean, log_std] outputs: a draw, or (test mode
+    with ``test_greedy``) the mean. Returns raw float actions [bs, n_agents, n_actions]; the env
+    clips them to its bounds. Chosen by the controller when the env's actions are continuous,
+    not through ``action_selector`` (its output is not an index)."""
+
+    def __init__(self, args):
+        self.test_greedy = getattr(args, "test_greedy", True)
+        self.epsilon = 0.0
+
+    def select_action(self, agent_inputs, avail_actions, t_env, test_mode=False):
+        return GaussianPolicy.sample(agent_inputs, avail_actions.to(agent_inputs.dtype),
+                                     greedy=test_mode and self.test_greedy)
 
 
 REGISTRY = {

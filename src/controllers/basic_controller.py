@@ -4,14 +4,19 @@ agent network for all agents at once and picks actions with the action selector.
 Agent inputs are EPyMARL's: the observation, then (``obs_last_action``) the agent's previous
 action one-hot (zeros at t=0), then (``obs_agent_id``) the agent's id one-hot. Rows are
 agent-major within each episode: [B * n_agents, input_shape].
+
+On an env with continuous actions (``args.continuous_actions``) the agent network is wrapped in a
+Gaussian head (outputs [mean, log_std]), actions are raw float vectors drawn by the Gaussian
+selector, and the last-action input is the previous raw action.
 """
 import math
 import os
 
 import torch
 
-from components.action_selectors import REGISTRY as action_REGISTRY
+from components.action_selectors import REGISTRY as action_REGISTRY, GaussianActionSelector
 from modules.agents import REGISTRY as agent_REGISTRY
+from modules.agents.gaussian_head import GaussianHead
 
 
 def _size(vshape):
@@ -26,15 +31,22 @@ class BasicMAC:
         self.n_agents = args.n_agents
         self.agent_output_type = args.agent_output_type
         self.mask_before_softmax = getattr(args, "mask_before_softmax", True)
+        self.continuous_actions = getattr(args, "continuous_actions", False)
+        self._last_action_field = "actions" if self.continuous_actions else "actions_onehot"
         self.agent = agent_REGISTRY[args.agent](self._get_input_shape(scheme), args)
-        self.action_selector = action_REGISTRY[args.action_selector](args)
+        if self.continuous_actions:
+            self.agent = GaussianHead(self.agent, args.n_actions, args.log_std_init)
+            self.action_selector = GaussianActionSelector(args)
+        else:
+            self.action_selector = action_REGISTRY[args.action_selector](args)
         self.hidden_states = None
         self._agent_ids = torch.eye(self.n_agents)
 
     # --- acting and one-step forward -------------------------------------------------------------
     def select_actions(self, ep_batch, t_ep, t_env, bs=slice(None), test_mode=False):
-        """Actions [len(bs), n_agents] for the episodes ``bs`` at step ``t_ep``. The agents step
-        for every episode of the batch (their hidden states stay aligned with it)."""
+        """Actions [len(bs), n_agents] (continuous: [len(bs), n_agents, n_actions]) for the
+        episodes ``bs`` at step ``t_ep``. The agents step for every episode of the batch (their
+        hidden states stay aligned with it)."""
         with torch.no_grad():
             agent_outputs = self.forward(ep_batch, t_ep, test_mode=test_mode)
             avail_actions = ep_batch["avail_actions"][:, t_ep]
@@ -110,8 +122,8 @@ class BasicMAC:
     def _get_input_shape(self, scheme):
         input_shape = _size(scheme["obs"]["vshape"])
         if self.args.obs_last_action:
-            onehot = scheme.get("actions_onehot")  # the buffer's scheme holds the derived field
-            input_shape += self.args.n_actions if onehot is None else _size(onehot["vshape"])
+            field = scheme.get(self._last_action_field)  # the buffer's scheme holds derived fields
+            input_shape += self.args.n_actions if field is None else _size(field["vshape"])
         if self.args.obs_agent_id:
             input_shape += self.n_agents
         return input_shape
@@ -121,7 +133,7 @@ class BasicMAC:
         obs = batch["obs"][:, t]
         parts = [obs.reshape(*obs.shape[:2], -1)]
         if self.args.obs_last_action:
-            actions = batch["actions_onehot"]
+            actions = batch[self._last_action_field]
             parts.append(actions[:, t - 1] if t > 0 else torch.zeros_like(actions[:, 0]))
         if self.args.obs_agent_id:
             parts.append(self._agent_ids.expand(obs.shape[0], -1, -1))
@@ -133,7 +145,7 @@ class BasicMAC:
         obs = batch["obs"]
         parts = [obs.reshape(*obs.shape[:3], -1)]
         if self.args.obs_last_action:
-            actions = batch["actions_onehot"]
+            actions = batch[self._last_action_field]
             parts.append(torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], dim=1))
         if self.args.obs_agent_id:
             parts.append(self._agent_ids.expand(*obs.shape[:2], -1, -1))
@@ -143,8 +155,9 @@ class BasicMAC:
         return self.agent.init_hidden().unsqueeze(0).expand(batch_size, self.n_agents, -1)
 
     def _to_policy(self, agent_outs, batch, t):
-        """Policy logits -> probabilities (unavailable actions masked first); Q-values pass."""
-        if self.agent_output_type != "pi_logits":
+        """Policy logits -> probabilities (unavailable actions masked first); Q-values and
+        Gaussian parameters pass."""
+        if self.agent_output_type != "pi_logits" or self.continuous_actions:
             return agent_outs
         if self.mask_before_softmax:
             unavailable = batch["avail_actions"][:, t] == 0

@@ -28,6 +28,11 @@ def _import_mamujoco():
     return mamujoco_v1, get_parts_and_edges
 
 
+def has_continuous_actions(action_bins=11, **_):
+    """Continuous actions when ``action_bins`` is null (checked before the env is built)."""
+    return action_bins is None
+
+
 def check_requirements(**_):
     """Start-up check: gymnasium-robotics and mujoco import."""
     _import_mamujoco()
@@ -131,6 +136,7 @@ class MaMuJoCoWrapper(MultiAgentEnv):
         action_boxes = [self._env.action_space(agent) for agent in self._agents]
         self.continuous_action_space = Tuple(action_boxes)
         self.action_bins = action_bins
+        self.continuous_actions = action_bins is None
         if action_bins is None:
             self._action_tables = None
             action_counts = [box.shape[0] for box in action_boxes]

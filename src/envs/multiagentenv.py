@@ -2,7 +2,7 @@
 
 
 class MultiAgentEnv:
-    """A cooperative multi-agent environment with discrete actions.
+    """A cooperative multi-agent environment, with discrete actions unless ``continuous_actions``.
 
     Subclasses set ``n_agents`` and ``episode_limit`` and implement the methods below. ``step``
     returns ``(obs, reward, terminated, truncated, info)``: ``terminated`` marks a real terminal
@@ -15,11 +15,17 @@ class MultiAgentEnv:
     The views of the current step read arrays a subclass keeps up to date: ``_obs``
     [n_agents, obs_size] and ``_avail_actions`` [n_agents, n_actions] (replaced, never modified,
     by the next step), and the sizes ``obs_size``, ``state_size``, ``n_actions``.
+
+    An env with ``continuous_actions = True`` takes one float vector of ``n_actions`` dimensions
+    per agent, clips it to its bounds itself, and marks in ``avail_actions`` the dimensions each
+    agent really has. Its module defines ``has_continuous_actions(**env_args)`` so that a run can
+    be refused before the env is built (see ``envs.has_continuous_actions``).
     """
 
     n_agents = 0
     episode_limit = 0
     step_seconds = 0.0
+    continuous_actions = False
     obs_size = state_size = n_actions = 0
     _obs = _avail_actions = None
 
@@ -90,4 +96,5 @@ class MultiAgentEnv:
             "n_actions": self.get_total_actions(),
             "n_agents": self.n_agents,
             "episode_limit": self.episode_limit,
+            "continuous_actions": self.continuous_actions,
         }

@@ -51,12 +51,13 @@ class EpisodeRunner(BaseRunner):
             if render:
                 env.render()
             actions = mac.select_actions(batch, t_ep=t, t_env=self.t_env, test_mode=test_mode).cpu().numpy()[0]
+            stored = actions.reshape(env.n_agents, -1)  # indices [n, 1] or continuous [n, dims]
             if done:
-                write({"actions": actions[:, None]}, 0, t, mark_filled=False)
+                write({"actions": stored}, 0, t, mark_filled=False)
                 break
             _, reward, terminated, truncated, info = env.step(actions.tolist())
             episode_return += reward
-            write({"actions": actions[:, None], "reward": reward, "terminated": terminated}, 0, t, mark_filled=False)
+            write({"actions": stored, "reward": reward, "terminated": terminated}, 0, t, mark_filled=False)
             t += 1
             done = terminated or truncated or t >= self.episode_limit
 

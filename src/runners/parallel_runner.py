@@ -131,7 +131,8 @@ class ParallelRunner(BaseRunner):
         while True:
             bs = slice(None) if len(acting) == n_envs else acting
             actions = mac.select_actions(batch, t_ep=t, t_env=self.t_env, bs=bs, test_mode=test_mode).cpu().numpy()
-            writer.write({"actions": actions[..., None]}, bs, t, mark_filled=False)
+            stored = actions.reshape(*actions.shape[:2], -1)  # indices [.., n, 1] or continuous [.., n, dims]
+            writer.write({"actions": stored}, bs, t, mark_filled=False)
             stepping = [env_id for env_id in acting if not done[env_id]]
             if not stepping:
                 break

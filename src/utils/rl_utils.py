@@ -53,6 +53,33 @@ def build_lambda_returns(rewards, terminated, next_values, gamma, lam, mask=None
     return returns
 
 
+def build_gae_advantages(rewards, terminated, values, next_values, gamma, lam, mask=None):
+    """GAE(lambda) advantages A_t = sum_k (gamma lam)^k delta_{t+k}, with
+    delta_t = r_t + gamma (1 - d_t) V(s_{t+1}) - V(s_t), cut at a terminal (no bootstrap) and
+    at the end of the valid data (bootstrap from that step's ``next_values``). Equal to the
+    lambda-return minus V(s_t), which is how it is computed. values, next_values: like rewards."""
+    return build_lambda_returns(rewards, terminated, next_values, gamma, lam, mask) - values
+
+
+# --- policy-gradient objectives ------------------------------------------------------------------
+def clipped_surrogate(ratio, advantages, eps_clip):
+    """PPO's clipped surrogate min(r A, clip(r, 1 - eps, 1 + eps) A), elementwise (to maximise).
+    Its gradient in r is A inside the clip range and 0 where clipping binds the minimum."""
+    clipped = ratio.clamp(1.0 - eps_clip, 1.0 + eps_clip)
+    return torch.minimum(ratio * advantages, clipped * advantages)
+
+
+def value_loss(values, returns, old_values=None, value_clip=None):
+    """Elementwise squared error (V - G)^2; with ``value_clip`` PPO's clipped form
+    max((V - G)^2, (V_old + clip(V - V_old, -c, c) - G)^2), which stops a value update from
+    moving V more than c away from the values the data was collected with."""
+    loss = (values - returns).pow(2)
+    if value_clip is None:
+        return loss
+    clipped = old_values + (values - old_values).clamp(-value_clip, value_clip)
+    return torch.maximum(loss, (clipped - returns).pow(2))
+
+
 def masked_mse(prediction, target, mask):
     """Mean squared error over the valid entries."""
     return masked_mean((prediction - target) ** 2, mask)
