@@ -15,6 +15,9 @@ import shutil
 import torch
 
 MANIFEST = "manifest.json"
+CONFIG_FILE = "config.json"
+# What a full-state checkpoint adds to the models: enough to resume the run exactly.
+FULL_STATE_FILES = ("buffer.th", "runner_state.th", "run_state.th", CONFIG_FILE)
 
 
 class CheckpointError(RuntimeError):
