@@ -50,22 +50,47 @@ def make_experiment(config):
 
 
 def main(argv=None):
-    """Run one experiment; returns the process exit code (2 for a config or checkpoint error)."""
+    """Run one experiment; returns the process exit code: 2 for a config or checkpoint error
+    found before the run starts, 128 + the signal number for a run stopped by SIGINT/SIGTERM
+    (checkpointed, resumable), 1 for a run that failed."""
     from checkpoint import CheckpointError
     from run_config import ConfigError, build_config, parse_command_line
-    from experiment import preflight_checkpoint, preflight_env
+    from experiment import preflight_checkpoint, preflight_env, preflight_results
+    from resume import resume_config
 
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         alg_name, env_name, overrides = parse_command_line(argv)
-        config = build_config(alg_name, env_name, overrides)
+        if dict(overrides).get("resume"):
+            config = resume_config(alg_name, env_name, overrides)
+        else:
+            config = build_config(alg_name, env_name, overrides)
+        preflight_results(config)
         preflight_env(config)
         preflight_checkpoint(config)
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    return _run_experiment(config)
+
+
+def _run_experiment(config):
+    from run import RunInterrupted
+    from checkpoint import CheckpointError
+    from run_config import ConfigError
+
     experiment = make_experiment(config)
-    sacred_run = experiment.run()
+    try:
+        sacred_run = experiment.run()
+    except RunInterrupted as stop:
+        return stop.exit_code  # the resume command is already printed
+    except KeyboardInterrupt:
+        print("error: stopped at once by a second interrupt; resume from the last saved checkpoint.",
+              file=sys.stderr)
+        return 130
+    except (ConfigError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, ConfigError) else 1
     return 0 if sacred_run.status == "COMPLETED" else 1
 
 

@@ -17,7 +17,7 @@ from components.transforms import OneHot
 from controllers import REGISTRY as mac_REGISTRY
 from learners import REGISTRY as le_REGISTRY
 from runners import REGISTRY as r_REGISTRY
-from checkpoint import CONFIG_FILE, FULL_STATE_FILES, choose_step, drop_full_state, load_torch, write_checkpoint
+from checkpoint import CONFIG_FILE, FULL_STATE_FILES, checkpoint_steps, choose_step, drop_full_state, load_torch, write_checkpoint
 from experiment import check_buffer_memory, env_label, resolve_path, results_dir
 from utils.logging import Logger, ProgressLine, get_console_logger
 
@@ -150,10 +150,10 @@ def run_sequential(args, logger, config, stop):
     args.episode_limit = env_info["episode_limit"]
 
     scheme, groups, preprocess = build_scheme(env_info, args)
-    if not args.evaluate:
-        check_buffer_memory(scheme, groups, preprocess, args, logger.console_logger)
     buffer = ReplayBuffer(scheme, groups, args.buffer_size, env_info["episode_limit"] + 1,
                           preprocess=preprocess, device="cpu" if args.buffer_cpu_only else args.device)
+    if not args.evaluate:
+        check_buffer_memory(buffer, logger.console_logger)
     mac = mac_REGISTRY[args.mac](buffer.scheme, groups, args)
     runner.setup(scheme=scheme, groups=groups, preprocess=preprocess, mac=mac)
     learner = le_REGISTRY[args.learner](mac, buffer.scheme, logger, args)
@@ -249,7 +249,6 @@ class CheckpointSaver:
         self.args, self.config, self.models_dir = args, config, models_dir
         self.runner, self.learner, self.buffer = runner, learner, buffer
         self.progress, self.logger = progress, logger
-        self._last_full = None
 
     def save(self, full_state=None):
         full_state = self.args.save_full_state if full_state is None else full_state
@@ -263,9 +262,10 @@ class CheckpointSaver:
 
         write_checkpoint(directory, write_files)
         if full_state:
-            if self._last_full is not None and self._last_full != directory:
-                drop_full_state(self._last_full)
-            self._last_full = directory
+            for step in checkpoint_steps(self.models_dir):
+                older = os.path.join(self.models_dir, str(step))
+                if older != directory and os.path.exists(os.path.join(older, FULL_STATE_FILES[0])):
+                    drop_full_state(older)
         self.logger.console_logger.info("Saved checkpoint %s", directory)
 
     def _write_full_state(self, path):
