@@ -13,12 +13,12 @@ from checkpoint import CONFIG_FILE, CheckpointError, choose_step, verify_checkpo
 from run_config import CONFIG_DIR, ConfigError, apply_overrides, build_config, check_consistency, \
     check_registries, declared_types, load_yaml, merge
 
-# Keys a resumed run may change: budgets, how often it tests, logs and saves, where it reports,
-# and the hardware it uses. Everything else shapes what is learnt and must stay as saved.
+# Keys a resumed run may change: budgets, how often it tests, logs and saves, where it reports
+# (a new local_results_path takes the Sacred record and new checkpoints there), and the hardware. Everything else shapes what is learnt and must stay as saved.
 RESUMABLE_KEYS = (
     "t_max", "test_interval", "test_nepisode", "log_interval", "runner_log_interval",
     "learner_log_interval", "progress_interval", "save_model", "save_model_interval",
-    "use_tensorboard", "mongo_url", "mongo_db_name", "mongo_timeout_ms", "torch_threads",
+    "use_tensorboard", "local_results_path", "mongo_url", "mongo_db_name", "mongo_timeout_ms", "torch_threads",
     "use_cuda", "buffer_cpu_only", "render",
 )
 # Keys that say what to do with the checkpoint rather than describe the run.

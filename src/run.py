@@ -88,6 +88,11 @@ def run(_run, _config, _log):
     try:
         with StopRequest(logger.console_logger) as stop:
             run_sequential(args, logger, json.loads(json.dumps(_config)), stop)
+    except RunInterrupted:
+        # Sacred 0.8.7 collects the captured output at heartbeats and on completion only; collect it
+        # now so that the final heartbeat writes the last lines (the resume command) to cout.txt.
+        _run._get_captured_output()
+        raise
     finally:
         logger.close()
 

@@ -132,7 +132,7 @@ class ProgressLine:
         self._bar = None
         if sys.stderr.isatty():
             self._bar = tqdm(total=total, initial=start, file=sys.stderr, mininterval=interval_s,
-                             unit=" steps", unit_scale=True, bar_format="{l_bar}{bar}| " + self.FORMAT,
+                             unit=" steps", bar_format="{l_bar}{bar}| " + self.FORMAT,
                              dynamic_ncols=True)
 
     @staticmethod
@@ -155,7 +155,7 @@ class ProgressLine:
     def text(self, t_env, episode, test_return):
         """The progress as one line of text (also the header of the summary tables)."""
         return tqdm.format_meter(min(t_env, self.total), self.total, time.time() - self._started,
-                                 initial=self.start, unit=" steps", unit_scale=True,
+                                 initial=self.start, unit=" steps",
                                  bar_format=self.FORMAT, postfix=self._postfix(episode, test_return))
 
     def close(self):
