@@ -64,14 +64,17 @@ def write_checkpoint(directory, write_files):
     tmp = f"{directory}.tmp-{os.getpid()}"
     try:
         _write_and_publish(directory, tmp, write_files)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # torch.save reports a failed write as a RuntimeError
         shutil.rmtree(tmp, ignore_errors=True)
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise CheckpointError(f"Cannot write checkpoint {directory}: the disk is full. Free space "
-                                  f"there (or set local_results_path=<another disk>) and resume.") from err
-        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        code = getattr(err, "errno", None)
+        if code in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise CheckpointError(f"Cannot write checkpoint {directory}: {err.strerror}. "
-                                  f"Set local_results_path=<a writable folder>.") from err
+                                  f"Set local_results_path=<a writable folder> and resume.") from err
+        if code in (errno.ENOSPC, errno.EDQUOT) or isinstance(err, RuntimeError) and "iostream" in str(err):
+            free = shutil.disk_usage(os.path.dirname(os.path.abspath(directory))).free
+            raise CheckpointError(
+                f"Cannot write checkpoint {directory}: the disk is full ({free / 1e6:.1f} MB free). "
+                f"Free space there (or set local_results_path=<another disk>) and resume.") from err
         raise
 
 
