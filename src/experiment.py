@@ -41,19 +41,25 @@ def preflight_results(config):
 
 
 def check_buffer_memory(buffer, log):
-    """Print the replay buffer's full-size memory; refuse one larger than the available memory."""
+    """Print the replay buffer's full-size memory; refuse one larger than the memory available
+    where it lives (host memory, or the GPU's with buffer_cpu_only=False)."""
     import psutil
+    import torch
 
-    need, available = buffer.full_size_bytes(), psutil.virtual_memory().available
+    if str(buffer.device).startswith("cuda"):
+        available, where = torch.cuda.mem_get_info()[0], "GPU memory"
+    else:
+        available, where = psutil.virtual_memory().available, "memory"
+    need = buffer.full_size_bytes()
     log.info("Replay buffer: %d episodes x %d steps = %.2f GB when full (allocated as episodes arrive; "
-             "%.2f GB of memory available)", buffer.buffer_size, buffer.max_seq_length, need / 1e9,
-             available / 1e9)
+             "%.2f GB of %s available)", buffer.buffer_size, buffer.max_seq_length, need / 1e9,
+             available / 1e9, where)
     if need > available:
         fitting = max(1, available // buffer.episode_bytes)
         raise ConfigError(
             f"The replay buffer needs {need / 1e9:.2f} GB when full (buffer_size={buffer.buffer_size} "
             f"episodes of {buffer.episode_bytes / 1e6:.2f} MB), but only {available / 1e9:.2f} GB of "
-            f"memory is available. Lower buffer_size (at most about {fitting} fits).")
+            f"{where} is available. Lower buffer_size (at most about {fitting} fits).")
 
 
 def preflight_env(config):

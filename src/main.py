@@ -95,4 +95,7 @@ def _run_experiment(config):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before training started: nothing to save
+        sys.exit(130)
