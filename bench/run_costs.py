@@ -38,8 +38,6 @@ class _Quiet:
 
 def checkpoint_cost(alg, repeats=3):
     """(seconds per full-state checkpoint, MB on disk, buffer episodes) for `alg` on default LBF."""
-    import torch
-
     from components.episode_buffer import ReplayBuffer
     from controllers import REGISTRY as mac_registry
     from learners import REGISTRY as learner_registry
@@ -76,7 +74,6 @@ def checkpoint_cost(alg, repeats=3):
     finally:
         runner.close_env()
         shutil.rmtree(folder, ignore_errors=True)
-    del torch
     return sorted(times)[len(times) // 2], size / 1e6, args.buffer_size
 
 

@@ -87,6 +87,21 @@ def test_resuming_with_the_printed_command_continues_the_metrics_exactly(interru
             assert a == pytest.approx(b, rel=1e-5, abs=1e-6), key
 
 
+def test_a_second_signal_stops_at_once_and_handlers_are_restored():
+    import logging
+
+    from run import StopRequest
+
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    with pytest.raises(KeyboardInterrupt):
+        with StopRequest(logging.getLogger("test_stop")) as stop:
+            os.kill(os.getpid(), signal.SIGTERM)      # the handler runs before kill returns
+            assert stop.signum == signal.SIGTERM       # first: a request, no exception
+            os.kill(os.getpid(), signal.SIGINT)
+            pytest.fail("a second signal must raise KeyboardInterrupt at once")
+    assert {signum: signal.getsignal(signum) for signum in previous} == previous
+
+
 @pytest.fixture
 def checkpoint_copy(interrupted, tmp_path):
     """A copy of the interrupted run's models folder, for resumes that may write into it."""
