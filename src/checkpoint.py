@@ -105,10 +105,15 @@ def drop_full_state(directory):
             os.remove(os.path.join(directory, name))
 
 
+def has_full_state(directory):
+    """True when checkpoint `directory` holds any of the full-state files."""
+    return any(os.path.exists(os.path.join(directory, name)) for name in FULL_STATE_FILES)
+
+
 def _lost_manifest(directory):
     """True when `directory` has no manifest but should: it holds full-state files, or another
     checkpoint beside it has one (so it was written by this framework, not EPyMARL)."""
-    if any(os.path.exists(os.path.join(directory, name)) for name in FULL_STATE_FILES):
+    if has_full_state(directory):
         return True
     parent = os.path.dirname(os.path.abspath(directory))
     return any(os.path.isfile(os.path.join(parent, name, MANIFEST)) for name in os.listdir(parent) if name.isdigit())

@@ -17,7 +17,8 @@ from components.transforms import OneHot
 from controllers import REGISTRY as mac_REGISTRY
 from learners import REGISTRY as le_REGISTRY
 from runners import REGISTRY as r_REGISTRY
-from checkpoint import CONFIG_FILE, FULL_STATE_FILES, checkpoint_steps, choose_step, drop_full_state, load_torch, write_checkpoint
+from checkpoint import (CONFIG_FILE, checkpoint_steps, choose_step, drop_full_state, has_full_state, load_torch,
+                        write_checkpoint)
 from experiment import check_buffer_memory, env_label, resolve_path, results_dir
 from utils.logging import Logger, ProgressLine, get_console_logger
 
@@ -197,45 +198,43 @@ def _train(args, logger, runner, learner, buffer, progress, saver, stop):
     log = logger.console_logger
     log.info("Beginning training for %d timesteps", args.t_max)
     line = ProgressLine(args.t_max, runner.t_env, args.progress_interval, log)
+    line.update(runner.t_env, progress.episode, logger.latest("test_return_mean"))
     if progress.last_test_T is None:
         progress.last_test_T = -args.test_interval - 1
 
-    try:
+    while runner.t_env <= args.t_max:
+        episode_batch = runner.run(test_mode=False)
+        buffer.insert_episode_batch(episode_batch)
+        if buffer.can_sample(args.batch_size):
+            sample = buffer.sample(args.batch_size)  # the learner cuts the padding off
+            if sample.device != args.device:
+                sample.to(args.device)
+            learner.train(sample, runner.t_env, progress.episode)
+        progress.episode += args.batch_size_run
+
+        if (runner.t_env - progress.last_test_T) / args.test_interval >= 1.0:
+            progress.last_test_T = runner.t_env
+            _run_tests(args, runner)
+
+        if args.save_model and runner.t_env - progress.model_save_time >= args.save_model_interval:
+            saver.save()
+
+        if runner.t_env - progress.last_log_T >= args.log_interval:
+            logger.log_stat("episode", progress.episode, runner.t_env)
+            logger.print_recent_stats(header=line.text(runner.t_env, progress.episode, logger.latest("test_return_mean")))
+            progress.last_log_T = runner.t_env
         line.update(runner.t_env, progress.episode, logger.latest("test_return_mean"))
-        while runner.t_env <= args.t_max:
-            episode_batch = runner.run(test_mode=False)
-            buffer.insert_episode_batch(episode_batch)
-            if buffer.can_sample(args.batch_size):
-                sample = buffer.sample(args.batch_size)  # the learner cuts the padding off
-                if sample.device != args.device:
-                    sample.to(args.device)
-                learner.train(sample, runner.t_env, progress.episode)
-            progress.episode += args.batch_size_run
 
-            if (runner.t_env - progress.last_test_T) / args.test_interval >= 1.0:
-                progress.last_test_T = runner.t_env
-                _run_tests(args, runner)
-
-            if args.save_model and runner.t_env - progress.model_save_time >= args.save_model_interval:
-                saver.save()
-
-            if runner.t_env - progress.last_log_T >= args.log_interval:
-                logger.log_stat("episode", progress.episode, runner.t_env)
-                logger.print_recent_stats(header=line.text(runner.t_env, progress.episode,
-                                                           logger.latest("test_return_mean")))
-                progress.last_log_T = runner.t_env
-            line.update(runner.t_env, progress.episode, logger.latest("test_return_mean"))
-
-            if stop.signum is not None:
-                _stop(args, saver, stop.signum, log)
-    finally:
-        line.close()
+        if stop.signum is not None:
+            line.close()
+            _stop(saver, stop.signum, log)
+    line.close()
 
     if args.save_model and progress.model_save_time != runner.t_env:
         saver.save()
 
 
-def _stop(args, saver, signum, log):
+def _stop(saver, signum, log):
     """Save everything, say how to resume, and end the run as INTERRUPTED."""
     saver.save(full_state=True)
     log.warning("Interrupted at t_env=%d. Resume with: python src/main.py with resume=True checkpoint_path=%s",
@@ -269,7 +268,7 @@ class CheckpointSaver:
         if full_state:
             for step in checkpoint_steps(self.models_dir):
                 older = os.path.join(self.models_dir, str(step))
-                if older != directory and os.path.exists(os.path.join(older, FULL_STATE_FILES[0])):
+                if older != directory and has_full_state(older):
                     drop_full_state(older)
         self.logger.console_logger.info("Saved checkpoint %s", directory)
 
