@@ -14,7 +14,8 @@ from run_config import CONFIG_DIR, ConfigError, apply_overrides, build_config, c
     check_registries, declared_types, load_yaml, merge
 
 # Keys a resumed run may change: budgets, how often it tests, logs and saves, where it reports
-# (a new local_results_path takes the Sacred record and new checkpoints there), and the hardware. Everything else shapes what is learnt and must stay as saved.
+# (a new local_results_path takes the Sacred record and new checkpoints there), and the hardware.
+# Everything else shapes what is learnt and must stay as saved.
 RESUMABLE_KEYS = (
     "t_max", "test_interval", "test_nepisode", "log_interval", "runner_log_interval",
     "learner_log_interval", "progress_interval", "save_model", "save_model_interval",

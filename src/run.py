@@ -221,7 +221,8 @@ def _train(args, logger, runner, learner, buffer, progress, saver, stop):
 
         if runner.t_env - progress.last_log_T >= args.log_interval:
             logger.log_stat("episode", progress.episode, runner.t_env)
-            logger.print_recent_stats(header=line.text(runner.t_env, progress.episode, logger.latest("test_return_mean")))
+            test_return = logger.latest("test_return_mean")
+            logger.print_recent_stats(header=line.text(runner.t_env, progress.episode, test_return))
             progress.last_log_T = runner.t_env
         line.update(runner.t_env, progress.episode, logger.latest("test_return_mean"))
 

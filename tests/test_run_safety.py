@@ -65,7 +65,8 @@ def test_an_interrupt_saves_marks_the_run_and_says_how_to_resume(interrupted):
     assert line == models_dir(results)
     (step,) = os.listdir(line)
     assert 300 <= int(step) < 1500
-    assert {"buffer.th", "run_state.th", "runner_state.th", "config.json", "manifest.json"} <= set(os.listdir(os.path.join(line, step)))
+    files = set(os.listdir(os.path.join(line, step)))
+    assert {"buffer.th", "run_state.th", "runner_state.th", "config.json", "manifest.json"} <= files
     assert "Traceback" not in stderr
 
 
@@ -163,8 +164,8 @@ def test_progress_is_a_live_bar_on_a_terminal(tmp_path):
     import pty
 
     main_fd, child_fd = pty.openpty()
-    process = subprocess.Popen(main_command("qmix", "lbf", tmp_path, [*TINY, *LBF, "t_max=300", "progress_interval=0.01"]),
-                               cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=child_fd, stderr=child_fd)
+    command = main_command("qmix", "lbf", tmp_path, [*TINY, *LBF, "t_max=300", "progress_interval=0.01"])
+    process = subprocess.Popen(command, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=child_fd, stderr=child_fd)
     os.close(child_fd)
     output = b""
     while True:

@@ -114,8 +114,8 @@ class ProgressLine:
     """Live progress of a training run on stderr: env steps / t_max, steps/s, elapsed, ETA,
     episodes and the latest test return.
 
-    On a terminal it is a tqdm bar redrawn at most every `interval_s` seconds. Otherwise (a log
-    file, a pipe, a batch job) the same text is printed as a plain line every `interval_s` seconds,
+    On a terminal it is a tqdm bar redrawn every `min(interval_s, 2)` seconds at most. Otherwise
+    (a log file, a pipe, a batch job) the same text is printed as a plain line every `interval_s` seconds,
     so the file gets no carriage returns. Steps/s and the ETA count only this process's steps
     (`start` is where a resumed run began).
     """
@@ -131,7 +131,7 @@ class ProgressLine:
         self._last_print = None
         self._bar = None
         if sys.stderr.isatty():
-            self._bar = tqdm(total=total, initial=start, file=sys.stderr, mininterval=interval_s,
+            self._bar = tqdm(total=total, initial=start, file=sys.stderr, mininterval=min(interval_s, 2.0),
                              unit=" steps", bar_format="{l_bar}{bar}| " + self.FORMAT,
                              dynamic_ncols=True)
 
