@@ -10,6 +10,7 @@ import os
 from copy import deepcopy
 
 from checkpoint import CONFIG_FILE, CheckpointError, choose_step, verify_checkpoint
+from experiment import resolve_path
 from run_config import CONFIG_DIR, ConfigError, apply_overrides, build_config, check_consistency, \
     check_registries, declared_types, load_yaml, merge
 
@@ -24,6 +25,14 @@ RESUMABLE_KEYS = (
 )
 # Keys that say what to do with the checkpoint rather than describe the run.
 RUN_CONTROL_KEYS = ("resume", "checkpoint_path", "load_step")
+
+
+class _Absent:
+    def __repr__(self):
+        return "(not set)"
+
+
+ABSENT = _Absent()
 
 
 def _flatten(config, prefix=""):
@@ -42,8 +51,6 @@ def _top(key):
 
 def saved_config(checkpoint_path, load_step):
     """The config saved in the checkpoint that `checkpoint_path`/`load_step` picks."""
-    from experiment import resolve_path
-
     models_dir = resolve_path(checkpoint_path)
     path = os.path.join(models_dir, str(choose_step(models_dir, load_step)))
     verify_checkpoint(path)
@@ -70,19 +77,22 @@ def resume_config(alg_name, env_name, overrides):
     given_keys = {_top(key) for key in given}
     flat_saved, flat_requested = _flatten(base), _flatten(requested)
     differences = []
-    for key, value in sorted(flat_requested.items()):
+    for key in sorted(set(flat_saved) | set(flat_requested)):
         top = _top(key)
-        if top in RESUMABLE_KEYS or top in RUN_CONTROL_KEYS or key not in flat_saved:
-            continue
+        if top in RESUMABLE_KEYS or top in RUN_CONTROL_KEYS or top not in saved:
+            continue  # may change, or a key this code added since the run started
         if key in ("seed", "env_args.seed") and "seed" not in given_keys:
             continue  # not given: the saved seed is the run's seed
-        if value != flat_saved[key]:
-            differences.append(f"{key}: saved {flat_saved[key]!r}, given {value!r}")
+        old, new = flat_saved.get(key, ABSENT), flat_requested.get(key, ABSENT)
+        if old != new:
+            differences.append(f"{key}: saved {old!r}, given {new!r}")
     if differences:
+        path = given.get("checkpoint_path")
         raise ConfigError(
             "resume=True continues the saved run, but these keys differ from its config:\n  "
             + "\n  ".join(differences)
-            + f"\nDrop them to resume as saved. Keys that may change on resume: {', '.join(RESUMABLE_KEYS)}.")
+            + f"\nTo resume as saved: python src/main.py with resume=True checkpoint_path={path}. "
+            f"Keys that may change on resume: {', '.join(RESUMABLE_KEYS)}.")
     config = deepcopy(base)
     for key in RESUMABLE_KEYS + RUN_CONTROL_KEYS:
         if key in given_keys or key in RUN_CONTROL_KEYS:

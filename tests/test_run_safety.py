@@ -116,6 +116,8 @@ def checkpoint_copy(interrupted, tmp_path):
     (None, None, ["lr=0.001"], "lr: saved 0.0005, given 0.001"),
     ("vdn", "lbf", [], "mixer: saved 'qmix', given 'vdn'"),
     (None, None, ["seed=8"], "seed: saved 7, given 8"),
+    (None, None, ["env_args.kwargs.max_num_food=3"], "env_args.kwargs.max_num_food: saved (not set), given 3"),
+    ("qmix", "lbf", [], "buffer_size: saved 64, given 5000"),       # the file's value, not the run's
 ])
 def test_resume_refuses_a_changed_key_naming_both_values(checkpoint_copy, alg, env, overrides, named):
     from resume import resume_config
