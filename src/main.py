@@ -4,6 +4,7 @@ The config is merged and validated before anything starts (see run_config.py), t
 handed to Sacred, which records it under results/sacred/<alg>/<env>/<id>/ (and in MongoDB when
 `mongo_url` is set).
 """
+import errno
 import os
 import sys
 
@@ -85,12 +86,19 @@ def _run_experiment(config):
     except RunInterrupted as stop:
         return stop.exit_code  # the resume command is already printed
     except KeyboardInterrupt:
-        print("error: stopped at once by a second interrupt; resume from the last saved checkpoint.",
-              file=sys.stderr)
+        print("error: stopped at once (a second interrupt, or one before training began); nothing more was "
+              "saved. Resume from the last checkpoint, if any: python src/main.py with resume=True "
+              "checkpoint_path=results/models/<token>", file=sys.stderr)
         return 130
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2 if isinstance(err, ConfigError) else 1
+    except OSError as err:  # e.g. Sacred's file observer on a full disk
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+            raise
+        print(f"error: cannot write {err.filename or 'the results'}: {err.strerror}. Free space there, or set "
+              f"local_results_path=<another folder>.", file=sys.stderr)
+        return 1
     return 0 if sacred_run.status == "COMPLETED" else 1
 
 
