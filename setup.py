@@ -22,6 +22,8 @@ setup(
         "gymnasium>=1.0,<1.4",
         "lbforaging>=2.0",
         "tensorboard>=2.14",
+        "tqdm==4.70.1",  # progress line
+        "psutil==7.2.2",  # available memory, checked against the replay buffer's size
     ],
     extras_require={
         "test": ["pytest>=8", "mongomock>=4.1"],

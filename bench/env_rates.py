@@ -71,7 +71,7 @@ def training_rate(env_config, overrides, steps):
     with tempfile.TemporaryDirectory() as results:
         argv = [f"--config=qmix", f"--env-config={env_config}", "with", f"t_max={steps}",
                 f"local_results_path={results}", "test_interval=1000000000", "buffer_size=500",
-                "runner_log_interval=1", "log_interval=1000000000", "seed=0",
+                "runner_log_interval=1", "log_interval=1000000000", "seed=0", "save_model=False",
                 *[f"{k}={v}" for k, v in overrides.items()]]
         code = entry.main(argv)
     Logger.log_stat = original

@@ -62,7 +62,8 @@ def main():
     with tempfile.TemporaryDirectory() as results:
         argv = [f"--config={options.alg}", "--env-config=gymma", "with", f"env_args.key={options.key}",
                 f"t_max={options.steps}", f"seed={options.seed}", f"local_results_path={results}",
-                f"torch_threads={options.threads}", "test_interval=1000000000", "log_interval=1000000000"]
+                f"torch_threads={options.threads}", "test_interval=1000000000", "log_interval=1000000000",
+                "save_model=False"]
         start = time.perf_counter()
         code = entry.main(argv)
         wall = time.perf_counter() - start

@@ -4,8 +4,11 @@ A checkpoint is the folder `<models dir>/<t_env>/`. It is written into a tempora
 each file is listed with its size and SHA-256 in `manifest.json`, files are flushed to disk, and
 the folder is renamed into place, so a crash leaves either the whole checkpoint or none of it.
 Loading checks the manifest and names the file that is missing or damaged. Folders without a
-manifest (EPyMARL's own checkpoints) load as models only.
+manifest (EPyMARL's own checkpoints) load as models only, unless they hold full-state files or
+their sibling checkpoints have manifests: then the manifest was lost and the folder is damaged.
+A write that fails for want of space or permission is a CheckpointError naming the folder.
 """
+import errno
 import glob
 import hashlib
 import json
@@ -15,6 +18,9 @@ import shutil
 import torch
 
 MANIFEST = "manifest.json"
+CONFIG_FILE = "config.json"
+# What a full-state checkpoint adds to the models: enough to resume the run exactly.
+FULL_STATE_FILES = ("buffer.th", "runner_state.th", "run_state.th", CONFIG_FILE)
 
 
 class CheckpointError(RuntimeError):
@@ -37,25 +43,49 @@ def _fsync_dir(path):
         os.close(fd)
 
 
+def _write_manifest(directory, names):
+    """Write `manifest.json` listing `names` (files of `directory`), atomically."""
+    manifest = {}
+    for name in sorted(names):
+        path = os.path.join(directory, name)
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+        manifest[name] = {"bytes": os.path.getsize(path), "sha256": _sha256(path)}
+    tmp = os.path.join(directory, MANIFEST + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(directory, MANIFEST))
+
+
 def write_checkpoint(directory, write_files):
     """Call `write_files(tmp_dir)`, then publish `tmp_dir` atomically as `directory`."""
+    tmp = f"{directory}.tmp-{os.getpid()}"
+    try:
+        _write_and_publish(directory, tmp, write_files)
+    except (OSError, RuntimeError) as err:  # torch.save reports a failed write as a RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)
+        code = getattr(err, "errno", None)
+        if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise CheckpointError(f"Cannot write checkpoint {directory}: {err.strerror}. "
+                                  f"Set local_results_path=<a writable folder> and resume.") from err
+        if code in (errno.ENOSPC, errno.EDQUOT) or isinstance(err, RuntimeError) and "iostream" in str(err):
+            free = shutil.disk_usage(os.path.dirname(os.path.abspath(directory))).free
+            raise CheckpointError(
+                f"Cannot write checkpoint {directory}: the disk is full ({free / 1e6:.1f} MB free). "
+                f"Free space there (or set local_results_path=<another disk>) and resume.") from err
+        raise
+
+
+def _write_and_publish(directory, tmp, write_files):
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
     for leftover in glob.glob(f"{glob.escape(directory)}.tmp-*"):  # from a run killed mid-save
         shutil.rmtree(leftover, ignore_errors=True)
-    tmp = f"{directory}.tmp-{os.getpid()}"
     os.makedirs(tmp)
     write_files(tmp)
-    manifest = {}
-    for name in sorted(os.listdir(tmp)):
-        path = os.path.join(tmp, name)
-        with open(path, "rb") as f:
-            os.fsync(f.fileno())
-        manifest[name] = {"bytes": os.path.getsize(path), "sha256": _sha256(path)}
-    with open(os.path.join(tmp, MANIFEST), "w") as f:
-        json.dump(manifest, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
+    _write_manifest(tmp, os.listdir(tmp))
     if os.path.exists(directory):
         old = f"{directory}.old-{os.getpid()}"
         os.rename(directory, old)
@@ -66,10 +96,38 @@ def write_checkpoint(directory, write_files):
     _fsync_dir(parent)
 
 
+def drop_full_state(directory):
+    """Keep only the models of checkpoint `directory`: its manifest first, then the files go."""
+    kept = [name for name in os.listdir(directory) if name not in FULL_STATE_FILES and name != MANIFEST]
+    _write_manifest(directory, kept)
+    for name in FULL_STATE_FILES:
+        if os.path.exists(os.path.join(directory, name)):
+            os.remove(os.path.join(directory, name))
+
+
+def has_full_state(directory):
+    """True when checkpoint `directory` holds any of the full-state files."""
+    return any(os.path.exists(os.path.join(directory, name)) for name in FULL_STATE_FILES)
+
+
+def _lost_manifest(directory):
+    """True when `directory` has no manifest but should: it holds full-state files, or another
+    checkpoint beside it has one (so it was written by this framework, not EPyMARL)."""
+    if has_full_state(directory):
+        return True
+    parent = os.path.dirname(os.path.abspath(directory))
+    return any(os.path.isfile(os.path.join(parent, name, MANIFEST)) for name in os.listdir(parent) if name.isdigit())
+
+
 def verify_checkpoint(directory):
-    """Raise CheckpointError unless every file in the manifest is present and intact."""
+    """Raise CheckpointError unless every file in the manifest is present and intact. Returns
+    False for a folder without a manifest that is an EPyMARL (models-only) checkpoint."""
     manifest_path = os.path.join(directory, MANIFEST)
     if not os.path.isfile(manifest_path):
+        if _lost_manifest(directory):
+            raise CheckpointError(
+                f"Checkpoint {directory} is damaged: its {MANIFEST} is missing, so its files cannot be "
+                f"checked. Load an earlier step with load_step=<t_env>.")
         return False
     try:
         with open(manifest_path) as f:

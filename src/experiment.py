@@ -1,6 +1,8 @@
-"""Results paths, checkpoint pre-flight checks and the optional MongoDB observer."""
+"""Results paths, pre-flight checks (results folder, env, checkpoint, replay-buffer memory) and
+the optional MongoDB observer."""
 import os
 import re
+import tempfile
 
 from checkpoint import CheckpointError, choose_step, verify_checkpoint
 from run_config import REPO_ROOT, ConfigError
@@ -23,6 +25,41 @@ def env_label(config):
         label = f"{label}_{env_args['agent_conf']}"
     label = str(label).split(":")[-1]
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", label)
+
+
+def preflight_results(config):
+    """The results folder must exist (or be creatable) and be writable."""
+    folder = results_dir(config)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"The results folder {folder} is not writable ({err.strerror}). Set "
+            f"local_results_path=<a writable folder>.") from None
+
+
+def check_buffer_memory(buffer, log):
+    """Print the replay buffer's full-size memory; refuse one larger than the memory available
+    where it lives (host memory, or the GPU's with buffer_cpu_only=False)."""
+    import psutil
+    import torch
+
+    if str(buffer.device).startswith("cuda"):
+        available, where = torch.cuda.mem_get_info()[0], "GPU memory"
+    else:
+        available, where = psutil.virtual_memory().available, "memory"
+    need = buffer.full_size_bytes()
+    log.info("Replay buffer: %d episodes x %d steps = %.2f GB when full (allocated as episodes arrive; "
+             "%.2f GB of %s available)", buffer.buffer_size, buffer.max_seq_length, need / 1e9,
+             available / 1e9, where)
+    if need > available:
+        fitting = max(1, available // buffer.episode_bytes)
+        raise ConfigError(
+            f"The replay buffer needs {need / 1e9:.2f} GB when full (buffer_size={buffer.buffer_size} "
+            f"episodes of {buffer.episode_bytes / 1e6:.2f} MB), but only {available / 1e9:.2f} GB of "
+            f"{where} is available. Lower buffer_size (at most about {fitting} fits).")
 
 
 def preflight_env(config):

@@ -4,6 +4,7 @@ The config is merged and validated before anything starts (see run_config.py), t
 handed to Sacred, which records it under results/sacred/<alg>/<env>/<id>/ (and in MongoDB when
 `mongo_url` is set).
 """
+import errno
 import os
 import sys
 
@@ -50,25 +51,60 @@ def make_experiment(config):
 
 
 def main(argv=None):
-    """Run one experiment; returns the process exit code (2 for a config or checkpoint error)."""
+    """Run one experiment; returns the process exit code: 2 for a config or checkpoint error
+    found before the run starts, 128 + the signal number for a run stopped by SIGINT/SIGTERM
+    (checkpointed, resumable), 1 for a run that failed."""
     from checkpoint import CheckpointError
     from run_config import ConfigError, build_config, parse_command_line
-    from experiment import preflight_checkpoint, preflight_env, preflight_wandb
+    from experiment import preflight_checkpoint, preflight_env, preflight_results, preflight_wandb
+    from resume import resume_config
 
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         alg_name, env_name, overrides = parse_command_line(argv)
-        config = build_config(alg_name, env_name, overrides)
+        if dict(overrides).get("resume"):
+            config = resume_config(alg_name, env_name, overrides)
+        else:
+            config = build_config(alg_name, env_name, overrides)
+        preflight_results(config)
         preflight_env(config)
         preflight_wandb(config)
         preflight_checkpoint(config)
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    return _run_experiment(config)
+
+
+def _run_experiment(config):
+    from run import RunInterrupted
+    from checkpoint import CheckpointError
+    from run_config import ConfigError
+
     experiment = make_experiment(config)
-    sacred_run = experiment.run()
+    try:
+        sacred_run = experiment.run()
+    except RunInterrupted as stop:
+        return stop.exit_code  # the resume command is already printed
+    except KeyboardInterrupt:
+        print("error: stopped at once (a second interrupt, or one before training began); nothing more was "
+              "saved. Resume from the last checkpoint, if any: python src/main.py with resume=True "
+              "checkpoint_path=results/models/<token>", file=sys.stderr)
+        return 130
+    except (ConfigError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, ConfigError) else 1
+    except OSError as err:  # e.g. Sacred's file observer on a full disk
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+            raise
+        print(f"error: cannot write {err.filename or 'the results'}: {err.strerror}. Free space there, or set "
+              f"local_results_path=<another folder>.", file=sys.stderr)
+        return 1
     return 0 if sacred_run.status == "COMPLETED" else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before training started: nothing to save
+        sys.exit(130)

@@ -1,22 +1,66 @@
 """Wires one run together: runner -> replay buffer -> learner, tests, logging and checkpoints."""
 import datetime
+import json
 import math
 import os
 import random
-import time
+import shlex
+import signal
 from types import SimpleNamespace
 
 import numpy as np
 import torch
+from sacred.utils import SacredInterrupt
 
 from components.episode_buffer import ReplayBuffer
 from components.transforms import OneHot
 from controllers import REGISTRY as mac_REGISTRY
 from learners import REGISTRY as le_REGISTRY
 from runners import REGISTRY as r_REGISTRY
-from checkpoint import choose_step, load_torch, write_checkpoint
-from experiment import env_label, resolve_path, results_dir
-from utils.logging import Logger, get_console_logger
+from checkpoint import (CONFIG_FILE, checkpoint_steps, choose_step, drop_full_state, has_full_state, load_torch,
+                        write_checkpoint)
+from experiment import check_buffer_memory, env_label, resolve_path, results_dir
+from utils.logging import Logger, ProgressLine, get_console_logger
+
+
+class RunInterrupted(SacredInterrupt):
+    """Raised after a SIGINT/SIGTERM once the checkpoint is written; Sacred marks the run
+    INTERRUPTED. `exit_code` is 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
+
+    STATUS = "INTERRUPTED"
+
+    def __init__(self, signum):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.exit_code = 128 + signum
+
+
+class StopRequest:
+    """The first SIGINT or SIGTERM asks the training loop to stop after the current step; a second
+    one stops at once (KeyboardInterrupt, nothing more saved)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, console_logger):
+        self.console_logger = console_logger
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, _frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.console_logger.warning(
+            "%s received: stopping after the current step and saving a checkpoint "
+            "(Ctrl-C again to stop at once without saving).", signal.Signals(signum).name)
 
 
 def run(_run, _config, _log):
@@ -45,7 +89,13 @@ def run(_run, _config, _log):
     logger.console_logger.info("Run token: %s", args.unique_token)
 
     try:
-        run_sequential(args, logger)
+        with StopRequest(logger.console_logger) as stop:
+            run_sequential(args, logger, json.loads(json.dumps(_config)), stop)
+    except RunInterrupted:
+        # Sacred 0.8.7 collects the captured output at heartbeats and on completion only; collect it
+        # now so that the final heartbeat writes the last lines (the resume command) to cout.txt.
+        _run._get_captured_output()
+        raise
     finally:
         logger.close()
 
@@ -113,7 +163,9 @@ class Progress:
         vars(self).update(state)
 
 
-def run_sequential(args, logger):
+def run_sequential(args, logger, config, stop):
+    """Build the run's parts and train; `config` is the run's config as given (saved with every
+    checkpoint so that a resume needs nothing else), `stop` a StopRequest."""
     runner = r_REGISTRY[args.runner](args=args, logger=logger)
     env_info = runner.get_env_info()
     args.n_agents = env_info["n_agents"]
@@ -126,6 +178,8 @@ def run_sequential(args, logger):
     scheme, groups, preprocess = build_scheme(env_info, args)
     buffer = ReplayBuffer(scheme, groups, args.buffer_size, env_info["episode_limit"] + 1,
                           preprocess=preprocess, device="cpu" if args.buffer_cpu_only else args.device)
+    if not args.evaluate:
+        check_buffer_memory(buffer, logger.console_logger)
     mac = mac_REGISTRY[args.mac](buffer.scheme, groups, args)
     runner.setup(scheme=scheme, groups=groups, preprocess=preprocess, mac=mac)
     learner = le_REGISTRY[args.learner](mac, buffer.scheme, logger, args)
@@ -140,7 +194,8 @@ def run_sequential(args, logger):
         if args.evaluate:
             _evaluate(args, runner, logger)
             return
-        _train(args, logger, runner, learner, buffer, progress, models_dir)
+        saver = CheckpointSaver(args, config, models_dir, runner, learner, buffer, progress, logger)
+        _train(args, logger, runner, learner, buffer, progress, saver, stop)
     finally:
         runner.close_env()
     logger.console_logger.info("Finished training")
@@ -159,11 +214,11 @@ def _evaluate(args, runner, logger):
     logger.print_recent_stats(header="evaluation")
 
 
-def _train(args, logger, runner, learner, buffer, progress, models_dir):
+def _train(args, logger, runner, learner, buffer, progress, saver, stop):
     log = logger.console_logger
     log.info("Beginning training for %d timesteps", args.t_max)
-    start_time = time.time()
-    start_t_env = runner.t_env
+    line = ProgressLine(args.t_max, runner.t_env, args.progress_interval, log)
+    line.update(runner.t_env, progress.episode, logger.latest("test_return_mean"))
     if progress.last_test_T is None:
         progress.last_test_T = -args.test_interval - 1
 
@@ -182,47 +237,70 @@ def _train(args, logger, runner, learner, buffer, progress, models_dir):
             _run_tests(args, runner)
 
         if args.save_model and runner.t_env - progress.model_save_time >= args.save_model_interval:
-            progress.model_save_time = runner.t_env
-            save_checkpoint(args, models_dir, runner, learner, buffer, progress, logger)
+            saver.save()
 
         if runner.t_env - progress.last_log_T >= args.log_interval:
             logger.log_stat("episode", progress.episode, runner.t_env)
-            logger.print_recent_stats(header=_progress_line(args, runner, logger, start_time, start_t_env))
+            test_return = logger.latest("test_return_mean")
+            logger.print_recent_stats(header=line.text(runner.t_env, progress.episode, test_return))
             progress.last_log_T = runner.t_env
+        line.update(runner.t_env, progress.episode, logger.latest("test_return_mean"))
+
+        if stop.signum is not None:
+            line.close()
+            _stop(saver, stop.signum, log)
+    line.close()
 
     if args.save_model and progress.model_save_time != runner.t_env:
-        progress.model_save_time = runner.t_env
-        save_checkpoint(args, models_dir, runner, learner, buffer, progress, logger)
+        saver.save()
 
 
-def _progress_line(args, runner, logger, start_time, start_t_env):
-    elapsed = time.time() - start_time
-    rate = (runner.t_env - start_t_env) / max(elapsed, 1e-9)
-    left = max(args.t_max - runner.t_env, 0) / max(rate, 1e-9)
-    test_return = logger.latest("test_return_mean")
-    test_text = f"{test_return:.3f}" if test_return is not None else "-"
-    return (f"{runner.t_env}/{args.t_max} steps | {rate:.0f} steps/s | elapsed "
-            f"{datetime.timedelta(seconds=int(elapsed))} | left ~{datetime.timedelta(seconds=int(left))} "
-            f"| test return {test_text}")
+def _stop(saver, signum, log):
+    """Save everything, say how to resume, and end the run as INTERRUPTED."""
+    saver.save(full_state=True)
+    log.warning("Interrupted at t_env=%d. Resume with: python src/main.py with resume=True checkpoint_path=%s",
+                saver.runner.t_env, shlex.quote(saver.models_dir))
+    raise RunInterrupted(signum)
 
 
 # --- checkpoints ----------------------------------------------------------------------------------
 
-def save_checkpoint(args, models_dir, runner, learner, buffer, progress, logger):
-    """Write the models (and, with save_full_state, everything needed to resume) atomically."""
-    directory = os.path.join(models_dir, str(runner.t_env))
+class CheckpointSaver:
+    """Writes checkpoints `<models_dir>/<t_env>/` atomically. A full-state checkpoint (replay
+    buffer, runner and RNG states, counters, statistics and the run's config) is enough to resume
+    the run; only the newest one keeps its full state, older ones keep their models."""
 
-    def write_files(path):
-        learner.save_models(path)
-        if args.save_full_state:
-            torch.save(buffer.state_dict(), os.path.join(path, "buffer.th"))
-            torch.save(runner.get_state(), os.path.join(path, "runner_state.th"))
-            torch.save({"progress": progress.state_dict(), "rng": _rng_states(),
-                        "stats": logger.state_dict()}, os.path.join(path, "run_state.th"))
+    def __init__(self, args, config, models_dir, runner, learner, buffer, progress, logger):
+        self.args, self.config, self.models_dir = args, config, models_dir
+        self.runner, self.learner, self.buffer = runner, learner, buffer
+        self.progress, self.logger = progress, logger
 
-    write_checkpoint(directory, write_files)
-    logger.console_logger.info("Saved checkpoint %s", directory)
-    logger.log_checkpoint(directory, runner.t_env)
+    def save(self, full_state=None):
+        full_state = self.args.save_full_state if full_state is None else full_state
+        self.progress.model_save_time = self.runner.t_env
+        directory = os.path.join(self.models_dir, str(self.runner.t_env))
+
+        def write_files(path):
+            self.learner.save_models(path)
+            if full_state:
+                self._write_full_state(path)
+
+        write_checkpoint(directory, write_files)
+        if full_state:
+            for step in checkpoint_steps(self.models_dir):
+                older = os.path.join(self.models_dir, str(step))
+                if older != directory and has_full_state(older):
+                    drop_full_state(older)
+        self.logger.console_logger.info("Saved checkpoint %s", directory)
+        self.logger.log_checkpoint(directory, self.runner.t_env)
+
+    def _write_full_state(self, path):
+        torch.save(self.buffer.state_dict(), os.path.join(path, "buffer.th"))
+        torch.save(self.runner.get_state(), os.path.join(path, "runner_state.th"))
+        torch.save({"progress": self.progress.state_dict(), "rng": _rng_states(),
+                    "stats": self.logger.state_dict()}, os.path.join(path, "run_state.th"))
+        with open(os.path.join(path, CONFIG_FILE), "w") as f:
+            json.dump(self.config, f, indent=1, sort_keys=True)
 
 
 def _load_checkpoint(args, logger, runner, learner, buffer, progress):

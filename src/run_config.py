@@ -9,6 +9,8 @@ is checked once, before any environment starts:
 - a key an env or alg file adds that is one letter away from a known key is refused as a typo;
 - a value must have the type the yaml files give that key (ints are accepted for floats, a
   whole float such as `2e6` for an int, and null for an `env_args` entry);
+- a value must lie in the range a key's comment in default.yaml declares (`# ...; range (0, 1]`,
+  `range >= 1`);
 - names picked through a registry (`runner`, `mac`, `agent`, `learner`, `mixer`, `env`,
   `action_selector`, `world_model`) must be registered, and a learner with a `check_config`
   hook gets to refuse inconsistent settings.
@@ -18,8 +20,10 @@ keys, then the file's own.
 """
 import ast
 import difflib
+import operator
 import os
 import random
+import re
 from copy import deepcopy
 
 import yaml
@@ -251,6 +255,42 @@ def check_layer_types(layer, types, source):
         raise ConfigError(f"In {source}: {err}") from None
 
 
+_RANGE = re.compile(r"#.*\brange\s+(?:(?P<op>>=|>|<=|<)\s*(?P<bound>[-+.\deE]+)"
+                    r"|(?P<open>[(\[])\s*(?P<low>[-+.\deE]+)\s*,\s*(?P<high>[-+.\deE]+)\s*(?P<close>[)\]]))\s*$")
+_COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
+def declared_ranges(path=None):
+    """`{key: (text, test)}` for every top-level key whose comment in `path` (default.yaml) ends in
+    a range: `range (0, 1]`, `range [0, 1)`, `range >= 1`, `range > 0`, ..."""
+    path = path or os.path.join(CONFIG_DIR, "default.yaml")
+    ranges = {}
+    with open(path) as f:
+        for line in f:
+            key, match = re.match(r"^(\w+):", line), _RANGE.search(line)
+            if not key or not match:
+                continue
+            if match["op"]:
+                op, bound = _COMPARE[match["op"]], float(match["bound"])
+                ranges[key[1]] = (f"{match['op']} {match['bound']}", lambda v, op=op, b=bound: op(v, b))
+            else:
+                low, high = float(match["low"]), float(match["high"])
+                above = operator.gt if match["open"] == "(" else operator.ge
+                below = operator.lt if match["close"] == ")" else operator.le
+                text = f"in {match['open']}{match['low']}, {match['high']}{match['close']}"
+                ranges[key[1]] = (text, lambda v, a=above, b=below, lo=low, hi=high: a(v, lo) and b(v, hi))
+    return ranges
+
+
+def check_ranges(config):
+    """Every value with a declared range lies in it."""
+    for key, (text, test) in declared_ranges().items():
+        value = config.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not test(value):
+            raise ConfigError(f"{key}={value!r} is out of range: {key} must be {text} "
+                              f"(declared in src/config/default.yaml).")
+
+
 def check_registries(config):
     """Every name picked through a registry must be registered."""
     from controllers import REGISTRY as mac_registry
@@ -292,10 +332,7 @@ def check_consistency(config):
         raise ConfigError(
             f"runner=episode steps one env, but batch_size_run={config['batch_size_run']}. "
             f"Use runner=parallel for several envs, or batch_size_run=1.")
-    for key in ("t_max", "test_interval", "log_interval", "batch_size", "buffer_size",
-                "batch_size_run", "test_nepisode"):
-        if config[key] <= 0:
-            raise ConfigError(f"{key} must be positive, got {config[key]}.")
+    check_ranges(config)
     if config["batch_size"] > config["buffer_size"]:
         raise ConfigError(
             f"batch_size={config['batch_size']} episodes cannot be sampled from a buffer of "

@@ -4,7 +4,8 @@ import os
 import pytest
 import torch
 
-from checkpoint import CheckpointError, choose_step, load_torch, verify_checkpoint, write_checkpoint
+from checkpoint import (CheckpointError, choose_step, drop_full_state, load_torch, verify_checkpoint,
+                        write_checkpoint)
 
 
 def write_two_files(path):
@@ -52,3 +53,46 @@ def test_damage_is_named_and_steps_are_chosen(tmp_path):
         verify_checkpoint(str(tmp_path / "30"))
     with pytest.raises(CheckpointError, match="unreadable"):
         load_torch(str(tmp_path / "20"), "opt.th")
+
+
+def test_a_lost_manifest_is_named_as_damage(tmp_path):
+    write_checkpoint(str(tmp_path / "10"), write_two_files)
+    write_checkpoint(str(tmp_path / "20"), write_two_files)
+    os.remove(tmp_path / "20" / "manifest.json")
+    with pytest.raises(CheckpointError, match=r"20 is damaged: its manifest.json is missing"):
+        verify_checkpoint(str(tmp_path / "20"))
+    epymarl = tmp_path / "epymarl" / "5"                 # EPyMARL's folders never had one
+    epymarl.mkdir(parents=True)
+    write_two_files(str(epymarl))
+    assert verify_checkpoint(str(epymarl)) is False
+
+
+def test_dropping_the_full_state_keeps_a_verifiable_models_checkpoint(tmp_path):
+    def full(path):
+        write_two_files(path)
+        torch.save({"episodes": 3}, os.path.join(path, "buffer.th"))
+        with open(os.path.join(path, "config.json"), "w") as f:
+            f.write("{}")
+
+    target = str(tmp_path / "30")
+    write_checkpoint(target, full)
+    drop_full_state(target)
+    assert sorted(os.listdir(target)) == ["agent.th", "manifest.json", "opt.th"]
+    assert verify_checkpoint(target)
+
+
+@pytest.mark.parametrize("failure", ["oserror", "torch"])
+def test_a_full_disk_is_named_and_leaves_nothing_behind(tmp_path, failure):
+    """No full disk here: the write raises what the OS (ENOSPC) or torch.save (its C++ stream
+    error, as seen on a full disk) raise."""
+    import errno
+
+    def disk_full(path):
+        write_two_files(path)
+        if failure == "oserror":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . basic_ios::clear: iostream error")
+
+    with pytest.raises(CheckpointError, match=r"Cannot write checkpoint .*/40: the disk is full \(.* MB free\)"):
+        write_checkpoint(str(tmp_path / "40"), disk_full)
+    assert os.listdir(tmp_path) == []

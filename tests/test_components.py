@@ -29,9 +29,12 @@ def make_scheme():
     }
 
 
-def make_batch(batch_size=4, cls=EpisodeBatch):
+def make_batch(batch_size=4, cls=EpisodeBatch, **kwargs):
+    """An EpisodeBatch, or a ReplayBuffer storing its episodes in chunks of two."""
     preprocess = {"actions": ("actions_onehot", [OneHot(out_dim=N_ACTIONS)])}
-    return cls(make_scheme(), {"agents": N_AGENTS}, batch_size, T, preprocess=preprocess)
+    if cls is ReplayBuffer:
+        kwargs.setdefault("chunk_episodes", 2)
+    return cls(make_scheme(), {"agents": N_AGENTS}, batch_size, T, preprocess=preprocess, **kwargs)
 
 
 def random_episodes(batch_size, generator):
@@ -242,8 +245,8 @@ def test_state_dict_round_trips_exactly():
     restored.load_state_dict(torch.load(stream))
     assert (restored.buffer_index, restored.episodes_in_buffer) == (3, 6)
     for store in ("transition_data", "episode_data"):
-        for field, value in getattr(buffer.data, store).items():
-            assert torch.equal(getattr(restored.data, store)[field], value), field
+        for field, value in getattr(buffer[:].data, store).items():
+            assert torch.equal(getattr(restored[:].data, store)[field], value), field
     torch.manual_seed(5)
     original_sample = buffer.sample(3)
     torch.manual_seed(5)
@@ -254,10 +257,41 @@ def test_state_dict_round_trips_exactly():
     state = partial.state_dict()
     assert state["transition_data"]["state"].shape[0] == 2
     restored.load_state_dict(state)
-    assert stored_ids(restored) == [3, 4, 0, 0, 0, 0] and restored.buffer_index == 2
-    assert not restored["obs"][2:].any() and not restored["filled"][2:].any()
+    assert stored_ids(restored) == [3, 4] and restored.buffer_index == 2
+    assert restored.allocated_bytes() == 2 * restored.episode_bytes < restored.full_size_bytes()
     with pytest.raises(ValueError):
         make_batch(4, cls=ReplayBuffer).load_state_dict(state)
+
+
+def test_storage_grows_with_the_episodes_and_its_estimate_is_exact():
+    buffer = make_batch(5, cls=ReplayBuffer)
+    assert buffer.allocated_bytes() == 0
+    buffer.insert_episode_batch(episodes_with_ids([1]))
+    assert buffer.allocated_bytes() == 2 * buffer.episode_bytes                 # one chunk
+    buffer.insert_episode_batch(episodes_with_ids(list(range(2, 12))))
+    tensors = [t for chunk in buffer._chunks for t in (*chunk.data.transition_data.values(),
+                                                       *chunk.data.episode_data.values())]
+    assert sum(t.numel() * t.element_size() for t in tensors) == buffer.full_size_bytes()
+    assert buffer.full_size_bytes() == 5 * buffer.episode_bytes
+    per_step = STATE_DIM * 4 + N_AGENTS * (OBS_DIM * 4 + 8 + N_ACTIONS * 4 + N_ACTIONS * 4) + 4 + 1 + 8
+    assert buffer.episode_bytes == T * per_step + 2 * 4                          # + the episode-constant task
+
+
+@pytest.mark.parametrize("chunk_episodes", [1, 3])
+def test_chunked_storage_samples_exactly_as_one_block(chunk_episodes):
+    whole = make_batch(7, cls=ReplayBuffer, chunk_episodes=7)
+    chunked = make_batch(7, cls=ReplayBuffer, chunk_episodes=chunk_episodes)
+    for ids in ([1, 2, 3], [4, 5, 6, 7], [8, 9]):
+        whole.insert_episode_batch(episodes_with_ids(ids))
+        chunked.insert_episode_batch(episodes_with_ids(ids))
+    for seed in range(5):
+        torch.manual_seed(seed)
+        expected = whole.sample(5)
+        torch.manual_seed(seed)
+        got = chunked.sample(5)
+        for field in expected.scheme:
+            assert torch.equal(got[field], expected[field]), field
+    assert stored_ids(chunked.sample_latest(4)) == [6, 7, 8, 9]
 
 
 # ---------------------------------------------------------------- action selectors

@@ -36,7 +36,7 @@ def test_training_run_writes_sacred_files_and_metrics(tmp_path, alg, runner):
     assert epsilons[0] > epsilons[-1]                                             # annealing reached the runs
 
     cout = open(os.path.join(runs[0], "cout.txt")).read()
-    assert "steps/s" in cout and "left ~" in cout and "t_env" in cout               # progress lines
+    assert "Progress: " in cout and "steps/s" in cout and "t_env" in cout          # progress lines
 
 
 def test_progress_and_results_paths_do_not_depend_on_cwd(tmp_path):

@@ -4,7 +4,9 @@ ReplayBuffer, a ring buffer of episodes built on it.
 Fields live in ``data.transition_data`` as ``[batch, time, (group,) *vshape]`` tensors and, for
 ``episode_const`` fields, in ``data.episode_data`` as ``[batch, (group,) *vshape]``. The
 ``filled`` field (1 where a timestep holds data) is added to every scheme; it is the padding mask.
+ReplayBuffer keeps its episodes in EpisodeBatch chunks allocated as episodes arrive.
 """
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -196,15 +198,49 @@ class EpisodeBatch:
                 f"fields={list(self.scheme)}, groups={self.groups}, device={self.device})")
 
 
-class ReplayBuffer(EpisodeBatch):
-    """A ring buffer of ``buffer_size`` episodes; the oldest are overwritten first."""
+class ReplayBuffer:
+    """A ring buffer of up to ``buffer_size`` episodes of ``max_seq_length`` steps; the oldest are
+    overwritten first.
 
-    def __init__(self, scheme, groups, buffer_size, max_seq_length, preprocess=None, device="cpu"):
-        super().__init__(scheme, groups, buffer_size, max_seq_length, preprocess=preprocess,
-                         device=device)
+    Storage grows as episodes arrive, in chunks of ``chunk_episodes`` episodes (EpisodeBatches of
+    about ``CHUNK_BYTES``), so a large buffer costs memory only for the episodes it holds;
+    ``full_size_bytes`` is what it takes when full. Reading -- ``buffer[field]``,
+    ``buffer[episodes]``, ``sample`` -- sees the stored episodes in slot order, as an EpisodeBatch.
+    """
+
+    CHUNK_BYTES = 64 * 2 ** 20
+
+    def __init__(self, scheme, groups, buffer_size, max_seq_length, preprocess=None, device="cpu",
+                 chunk_episodes=None):
+        self._layout = EpisodeBatch(scheme, groups, 0, max_seq_length, preprocess=preprocess,
+                                    device=device)
+        self._source_scheme = scheme
+        self.scheme = self._layout.scheme
+        self.groups = groups
+        self.preprocess = self._layout.preprocess
+        self.max_seq_length = max_seq_length
+        self.device = device
         self.buffer_size = buffer_size
+        self.episode_bytes = sum(math.prod(value.shape[1:]) * value.element_size()
+                                 for value in self._stores(self._layout))
+        self.chunk_episodes = chunk_episodes or max(1, min(buffer_size, self.CHUNK_BYTES // self.episode_bytes))
+        self._chunks = []
         self.buffer_index = 0
         self.episodes_in_buffer = 0
+
+    @staticmethod
+    def _stores(batch):
+        return [*batch.data.transition_data.values(), *batch.data.episode_data.values()]
+
+    def full_size_bytes(self):
+        """Bytes of storage when all ``buffer_size`` episodes are held."""
+        return self.buffer_size * self.episode_bytes
+
+    def allocated_bytes(self):
+        """Bytes of storage allocated so far."""
+        return sum(value.numel() * value.element_size() for chunk in self._chunks for value in self._stores(chunk))
+
+    # ------------------------------------------------------------------ writing
 
     def insert_episode_batch(self, ep_batch):
         """Copy every episode of ``ep_batch`` in, wrapping around the end of the buffer."""
@@ -216,15 +252,60 @@ class ReplayBuffer(EpisodeBatch):
             self.buffer_index = (self.buffer_index + count) % self.buffer_size
             self.episodes_in_buffer = min(self.episodes_in_buffer + count, self.buffer_size)
 
+    def _chunk(self, index):
+        """Chunk ``index``, allocating the chunks up to it on first use."""
+        while len(self._chunks) <= index:
+            size = min(self.chunk_episodes, self.buffer_size - len(self._chunks) * self.chunk_episodes)
+            self._chunks.append(EpisodeBatch(self._source_scheme, self.groups, size, self.max_seq_length,
+                                             preprocess=self.preprocess, device=self.device))
+        return self._chunks[index]
+
     def _copy_in(self, ep_batch, slot):
-        slots = slice(slot, slot + ep_batch.batch_size)
-        length = ep_batch.max_seq_length
-        for field, target in self.data.transition_data.items():
-            if length < self.max_seq_length:
-                target[slots, length:] = 0
-            target[slots, :length] = ep_batch.data.transition_data[field]
-        for field, target in self.data.episode_data.items():
-            target[slots] = ep_batch.data.episode_data[field]
+        """Write the episodes of ``ep_batch`` to slots ``slot, slot + 1, ...`` (no wrap-around)."""
+        done = 0
+        while done < ep_batch.batch_size:
+            index, local = divmod(slot + done, self.chunk_episodes)
+            chunk = self._chunk(index)
+            count = min(ep_batch.batch_size - done, chunk.batch_size - local)
+            slots, rows = slice(local, local + count), slice(done, done + count)
+            length = ep_batch.max_seq_length
+            for field, target in chunk.data.transition_data.items():
+                if length < self.max_seq_length:
+                    target[slots, length:] = 0
+                target[slots, :length] = ep_batch.data.transition_data[field][rows]
+            for field, target in chunk.data.episode_data.items():
+                target[slots] = ep_batch.data.episode_data[field][rows]
+            done += count
+
+    # ------------------------------------------------------------------ reading
+
+    def _gather(self, slots):
+        """An EpisodeBatch holding copies of the episodes in ``slots`` (a LongTensor), in order."""
+        chunk_of, local = slots // self.chunk_episodes, slots % self.chunk_episodes
+        rows_of = [(self._chunks[index], chunk_of == index) for index in torch.unique(chunk_of).tolist()]
+        data = SimpleNamespace(transition_data={}, episode_data={})
+        for store in ("transition_data", "episode_data"):
+            for field, layout in getattr(self._layout.data, store).items():
+                out = torch.empty((len(slots),) + tuple(layout.shape[1:]), dtype=layout.dtype, device=self.device)
+                for chunk, rows in rows_of:
+                    out[rows] = getattr(chunk.data, store)[field][local[rows]]
+                getattr(data, store)[field] = out
+        return EpisodeBatch(self.scheme, self.groups, len(slots), self.max_seq_length, data=data,
+                            preprocess=self.preprocess, device=self.device)
+
+    def __getitem__(self, item):
+        """``buffer[field]``: that field of every stored episode; ``buffer[episodes]`` (int, slice,
+        list or LongTensor of stored slots): an EpisodeBatch of those episodes."""
+        if isinstance(item, str):
+            return self[:][item]
+        if isinstance(item, (int, np.integer)):
+            item = [item]
+        slots = torch.arange(self.episodes_in_buffer)[item]
+        return self._gather(slots)
+
+    def max_t_filled(self):
+        """The largest number of filled timesteps of any stored episode (an int)."""
+        return self[:].max_t_filled()
 
     def can_sample(self, batch_size):
         return self.episodes_in_buffer >= batch_size
@@ -233,7 +314,7 @@ class ReplayBuffer(EpisodeBatch):
         """``batch_size`` distinct stored episodes, chosen uniformly with torch's global RNG."""
         if not self.can_sample(batch_size):
             raise ValueError(f"cannot sample {batch_size} of {self.episodes_in_buffer} episodes")
-        return self[torch.randperm(self.episodes_in_buffer)[:batch_size]]
+        return self._gather(torch.randperm(self.episodes_in_buffer)[:batch_size])
 
     def uni_sample(self, batch_size):
         """Uniform sample without replacement (EPyMARL's name for ``sample``)."""
@@ -244,19 +325,16 @@ class ReplayBuffer(EpisodeBatch):
         if not self.can_sample(batch_size):
             raise ValueError(f"cannot sample {batch_size} of {self.episodes_in_buffer} episodes")
         offsets = torch.arange(self.buffer_index - batch_size, self.buffer_index)
-        return self[offsets % self.buffer_size]
+        return self._gather(offsets % self.buffer_size)
+
+    # ------------------------------------------------------------------ saving
 
     def state_dict(self):
         """The stored episodes (CPU copies) and ring indices; empty slots are not saved."""
-        stored = self.episodes_in_buffer
-
-        def copy(store):
-            return {field: value[:stored].to("cpu", copy=True) for field, value in store.items()}
-
+        stored = self[:].to("cpu")
         return {"buffer_size": self.buffer_size, "buffer_index": self.buffer_index,
-                "episodes_in_buffer": stored,
-                "transition_data": copy(self.data.transition_data),
-                "episode_data": copy(self.data.episode_data)}
+                "episodes_in_buffer": self.episodes_in_buffer,
+                "transition_data": stored.data.transition_data, "episode_data": stored.data.episode_data}
 
     def load_state_dict(self, state):
         if state["buffer_size"] != self.buffer_size:
@@ -264,16 +342,18 @@ class ReplayBuffer(EpisodeBatch):
                              f"this one {self.buffer_size}")
         stored = state["episodes_in_buffer"]
         for name in ("transition_data", "episode_data"):
-            store, saved = getattr(self.data, name), state[name]
-            if set(saved) != set(store):
-                raise ValueError(f"saved {name} fields {sorted(saved)} differ from {sorted(store)}")
-            for field, target in store.items():
+            layout, saved = getattr(self._layout.data, name), state[name]
+            if set(saved) != set(layout):
+                raise ValueError(f"saved {name} fields {sorted(saved)} differ from {sorted(layout)}")
+            for field, target in layout.items():
                 if saved[field].shape[1:] != target.shape[1:]:
                     raise ValueError(f"saved field {field!r} has shape "
                                      f"{tuple(saved[field].shape)}, expected (*, "
                                      f"{', '.join(map(str, target.shape[1:]))})")
-                target.zero_()
-                target[:stored] = saved[field]
+        data = SimpleNamespace(transition_data=state["transition_data"], episode_data=state["episode_data"])
+        self._chunks = []
+        self._copy_in(EpisodeBatch(self.scheme, self.groups, stored, self.max_seq_length, data=data,
+                                   preprocess=self.preprocess), 0)
         self.buffer_index = state["buffer_index"]
         self.episodes_in_buffer = stored
 

@@ -3,8 +3,10 @@
 Each entry imports its module only when called, so an environment whose optional package is
 missing breaks nothing else.
 """
+import difflib
 import functools
 import importlib
+import inspect
 
 
 def _lazy_env(module_name, class_name, **env_args):
@@ -44,3 +46,41 @@ def check_requirements(name, env_args):
     check = getattr(_env_module(name), "check_requirements", None)
     if check is not None:
         check(**env_args)
+
+
+def constructor_arguments(creator):
+    """The keyword arguments ``creator`` (a class or function) accepts; a class whose ``__init__``
+    passes ``**kwargs`` on also accepts its base classes' arguments. None when anything goes."""
+    accepted = set()
+    for owner in creator.__mro__ if inspect.isclass(creator) else (creator,):
+        if inspect.isclass(owner) and "__init__" not in vars(owner):
+            continue
+        if owner is object:
+            return None
+        parameters = inspect.signature(owner.__init__ if inspect.isclass(owner) else owner).parameters
+        accepted.update(name for name, p in parameters.items()
+                        if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+            return accepted
+    return None
+
+
+def check_kwargs(env_id, given, also_accepted=()):
+    """Raise ValueError naming every key of ``given`` (``env_args.kwargs``) that the constructor
+    of the Gymnasium env ``env_id`` does not take."""
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    creator = gym.spec(env_id).entry_point
+    creator = load_env_creator(creator) if isinstance(creator, str) else creator
+    accepted = constructor_arguments(creator)
+    if accepted is None:
+        return
+    unknown = sorted(set(given) - accepted - set(also_accepted))
+    if unknown:
+        name = getattr(creator, "__qualname__", str(creator))
+        hints = "".join(f" Did you mean {close[0]!r} for {u!r}?" for u in unknown
+                        for close in [difflib.get_close_matches(u, sorted(accepted), n=1)] if close)
+        raise ValueError(
+            f"env_args.kwargs: {name} (the constructor of {env_id}) takes no argument "
+            f"{', '.join(repr(u) for u in unknown)}.{hints} It takes: {', '.join(sorted(accepted))}.")

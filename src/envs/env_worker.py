@@ -8,8 +8,10 @@ import traceback
 
 def env_worker(conn, env_fn, env_kwargs):
     """Owns one env and answers ``(command, payload)`` messages with ``("ok", result)``, or with
-    ``("error", traceback text)`` when the env raises. Ctrl-C is left to the main process."""
+    ``("error", traceback text)`` when the env raises. Ctrl-C and SIGTERM are left to the main
+    process, which saves a checkpoint (it needs the env) and then closes the worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         env = env_fn(**env_kwargs)
     except Exception:

@@ -34,9 +34,22 @@ def _registered_id(key):
     return env_id
 
 
-def check_requirements(key=None, **_):
-    """Start-up check: the env's package imports and its id is registered."""
-    _registered_id(key)
+# Arguments gymnasium.make takes itself, whatever the env.
+_MAKE_ARGUMENTS = ("max_episode_steps", "autoreset", "apply_api_compatibility", "disable_env_checker",
+                   "render_mode")
+
+
+def check_requirements(key=None, kwargs=None, **env_args):
+    """Start-up check: the env's package imports, its id is registered and its constructor takes
+    every argument in ``env_args.kwargs``."""
+    import inspect
+
+    from envs import check_kwargs
+
+    env_id = _registered_id(key)
+    wrapper_arguments = inspect.signature(GymmaWrapper.__init__).parameters
+    given = {**(kwargs or {}), **{k: v for k, v in env_args.items() if k not in wrapper_arguments}}
+    check_kwargs(env_id, given, also_accepted=_MAKE_ARGUMENTS)
 
 
 def _make_gym_env(key, make_kwargs):

@@ -33,9 +33,17 @@ def has_continuous_actions(action_bins=11, **_):
     return action_bins is None
 
 
-def check_requirements(**_):
-    """Start-up check: gymnasium-robotics and mujoco import."""
+def check_requirements(scenario=None, kwargs=None, **_):
+    """Start-up check: gymnasium-robotics and mujoco import, and the MuJoCo env of ``scenario``
+    takes every argument in ``env_args.kwargs``."""
+    import gymnasium as gym
+
+    from envs import check_kwargs
+
     _import_mamujoco()
+    env_id = f"{scenario}-v5"
+    if kwargs and env_id in gym.registry:
+        check_kwargs(env_id, kwargs, also_accepted=("max_episode_steps",))
 
 
 def _mujoco_warning(text):

@@ -1,13 +1,17 @@
-"""Run statistics: one `log_stat` call feeds the console summary, Sacred, TensorBoard and added sinks."""
+"""Run statistics: one `log_stat` call feeds the console summary, Sacred, TensorBoard and added
+sinks; and the live progress line of a training run."""
 import logging
 import sys
+import time
 from collections import defaultdict
 
 import numpy as np
+from tqdm import tqdm
 
 
 class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stderr` is at the time, so Sacred's output capture sees it."""
+    """Writes to whatever `sys.stderr` is at the time, so Sacred's output capture sees it, through
+    `tqdm.write` so that a live progress bar is redrawn below each message, not broken by it."""
 
     @property
     def stream(self):
@@ -16,6 +20,12 @@ class _StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, _):
         pass
+
+    def emit(self, record):
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging's contract: a failing handler reports, never raises
+            self.handleError(record)
 
 
 def get_console_logger(name="sale_marl"):
@@ -111,3 +121,56 @@ class Logger:
             self._tb_writer.close()
         for sink in self._sinks:
             sink.close()
+
+
+class ProgressLine:
+    """Live progress of a training run on stderr: env steps / t_max, steps/s, elapsed, ETA,
+    episodes and the latest test return.
+
+    On a terminal it is a tqdm bar redrawn every `min(interval_s, 2)` seconds at most. Otherwise
+    (a log file, a pipe, a batch job) the same text is printed as a plain line every `interval_s` seconds,
+    so the file gets no carriage returns. Steps/s and the ETA count only this process's steps
+    (`start` is where a resumed run began).
+    """
+
+    FORMAT = "{n_fmt}/{total_fmt} env steps [{elapsed}<{remaining}, {rate_fmt}]{postfix}"
+
+    def __init__(self, total, start, interval_s, console_logger):
+        self.total = total
+        self.start = start
+        self.interval_s = interval_s
+        self.console_logger = console_logger
+        self._started = time.time()
+        self._last_print = None
+        self._bar = None
+        if sys.stderr.isatty():
+            self._bar = tqdm(total=total, initial=start, file=sys.stderr, mininterval=min(interval_s, 2.0),
+                             unit=" steps", bar_format="{l_bar}{bar}| " + self.FORMAT,
+                             dynamic_ncols=True)
+
+    @staticmethod
+    def _postfix(episode, test_return):
+        test_text = "-" if test_return is None else f"{test_return:.3f}"
+        return f"episodes={episode}, test return={test_text}"
+
+    def update(self, t_env, episode, test_return):
+        """Report that the run is at `t_env` env steps after `episode` episodes."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(self._postfix(episode, test_return), refresh=False)
+            self._bar.update(min(t_env, self.total) - self._bar.n)
+            return
+        now = time.time()
+        if self._last_print is not None and now - self._last_print < self.interval_s:
+            return
+        self._last_print = now
+        self.console_logger.info("Progress: %s", self.text(t_env, episode, test_return))
+
+    def text(self, t_env, episode, test_return):
+        """The progress as one line of text (also the header of the summary tables)."""
+        return tqdm.format_meter(min(t_env, self.total), self.total, time.time() - self._started,
+                                 initial=self.start, unit=" steps",
+                                 bar_format=self.FORMAT, postfix=self._postfix(episode, test_return))
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
