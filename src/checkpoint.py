@@ -96,10 +96,14 @@ def _write_and_publish(directory, tmp, write_files):
     _fsync_dir(parent)
 
 
+def model_files(directory):
+    """The files of checkpoint `directory` that hold models (no full state, no manifest)."""
+    return sorted(name for name in os.listdir(directory) if name not in FULL_STATE_FILES and name != MANIFEST)
+
+
 def drop_full_state(directory):
     """Keep only the models of checkpoint `directory`: its manifest first, then the files go."""
-    kept = [name for name in os.listdir(directory) if name not in FULL_STATE_FILES and name != MANIFEST]
-    _write_manifest(directory, kept)
+    _write_manifest(directory, model_files(directory))
     for name in FULL_STATE_FILES:
         if os.path.exists(os.path.join(directory, name)):
             os.remove(os.path.join(directory, name))

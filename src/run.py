@@ -18,7 +18,7 @@ from controllers import REGISTRY as mac_REGISTRY
 from learners import REGISTRY as le_REGISTRY
 from runners import REGISTRY as r_REGISTRY
 from checkpoint import (CONFIG_FILE, checkpoint_steps, choose_step, drop_full_state, has_full_state, load_torch,
-                        write_checkpoint)
+                        model_files, write_checkpoint)
 from experiment import check_buffer_memory, env_label, resolve_path, results_dir
 from utils.logging import Logger, ProgressLine, get_console_logger
 
@@ -292,7 +292,7 @@ class CheckpointSaver:
                 if older != directory and has_full_state(older):
                     drop_full_state(older)
         self.logger.console_logger.info("Saved checkpoint %s", directory)
-        self.logger.log_checkpoint(directory, self.runner.t_env)
+        self.logger.log_checkpoint(directory, model_files(directory), self.runner.t_env)
 
     def _write_full_state(self, path):
         torch.save(self.buffer.state_dict(), os.path.join(path, "buffer.th"))

@@ -52,7 +52,7 @@ class Logger:
         self.stats = defaultdict(list)
         self._sacred_run = None
         self._tb_writer = None
-        self._sinks = []  # more sinks (e.g. W&B): log(key, value, t), log_checkpoint(path, t), close()
+        self._sinks = []  # more sinks (e.g. W&B): log(key, value, t), log_checkpoint(path, files, t), close()
 
     def setup_sacred(self, sacred_run):
         self._sacred_run = sacred_run
@@ -64,10 +64,10 @@ class Logger:
     def add_sink(self, sink):
         self._sinks.append(sink)
 
-    def log_checkpoint(self, path, t):
-        """Tell the sinks a checkpoint was saved in ``path`` at env step ``t``."""
+    def log_checkpoint(self, path, files, t):
+        """Tell the sinks a checkpoint holding model ``files`` was saved in ``path`` at env step ``t``."""
         for sink in self._sinks:
-            sink.log_checkpoint(path, t)
+            sink.log_checkpoint(path, files, t)
 
     def log_stat(self, key, value, t):
         value = float(value.item()) if hasattr(value, "item") else value

@@ -58,7 +58,7 @@ def server_reachable(base_url, timeout_s=SERVER_PROBE_S):
 
 
 class WandbSink:
-    """One W&B run fed by ``log(key, value, t)``; ``log_checkpoint(path, t)`` uploads a checkpoint.
+    """One W&B run fed by ``log(key, value, t)``; ``log_checkpoint(path, files, t)`` uploads a checkpoint's models.
 
     ``resumed_at``: the step of the checkpoint a resumed run continues from. The Logger replays the
     run's earlier history into its sinks; W&B already holds it, so steps up to ``resumed_at`` are
@@ -99,12 +99,14 @@ class WandbSink:
             return
         self._run.log({key: value}, step=int(t))
 
-    def log_checkpoint(self, path, t):
-        """Upload the checkpoint folder ``path`` (saved at step ``t``) as a ``model`` artifact."""
+    def log_checkpoint(self, path, files, t):
+        """Upload the model ``files`` of checkpoint folder ``path`` (saved at step ``t``) as a
+        ``model`` artifact (the replay buffer and the rest of the full state stay local)."""
         if not self._save_models:
             return
         artifact = self._wandb.Artifact(f"model-{self.run_id}", type="model", metadata={"t_env": int(t)})
-        artifact.add_dir(path)
+        for name in files:
+            artifact.add_file(os.path.join(path, name), name=name)
         self._run.log_artifact(artifact, aliases=["latest", f"t_env_{int(t)}"])
 
     def close(self):
