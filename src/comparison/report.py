@@ -91,7 +91,7 @@ def markdown(name, rows, across, roots, n_runs):
         lines.append(
             f"| {row['env']} | {row['alg']} | {row['seeds']} | {', '.join(f'{b:,}' for b in row['budget'])} | "
             f"{_steps(row['reached'])} | {_interval(est['final']['iqm'])} | {_interval(est['final']['mean'])} | "
-            f"{_interval(est['best']['iqm'])} | {_interval(est['auc']['iqm'])} | {row["wall_h"] * 60:.1f} |")
+            f"{_interval(est['best']['iqm'])} | {_interval(est['auc']['iqm'])} | {row['wall_h'] * 60:.1f} |")
     if across:
         lines += ["", f"## Across tasks ({', '.join(across['envs'])})", "",
                   "Final test return normalised per env (0: the lowest run of any algorithm, 1: the highest).", "",
