@@ -178,6 +178,12 @@ def failure_text(state):
 
 
 def main(argv=None):
+    try:
+        import rliable  # noqa: F401
+        import tqdm  # noqa: F401
+    except ImportError as err:
+        print(f"error: src/compare.py needs {err.name}: pip install -e .[compare]", file=sys.stderr)
+        return 2
     argv, shared = split_with(sys.argv[1:] if argv is None else list(argv))
     args = parser().parse_args(argv)
     try:
