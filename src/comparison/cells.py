@@ -90,7 +90,7 @@ def run_cell(cell_id, folder, command, torch_threads=1):
     os.makedirs(folder, exist_ok=True)
     previous = read_state(folder) or {}
     state = {"cell": cell_id, "status": "running", "command": command, "attempt": previous.get("attempt", 0) + 1,
-             "started": time.time(), "host": os.uname().nodename}
+             "started": time.time(), "host": os.uname().nodename, "worker_pid": os.getpid()}
     write_state(folder, state)
     env = dict(os.environ, OMP_NUM_THREADS=str(torch_threads), MKL_NUM_THREADS=str(torch_threads))
     stderr_path = os.path.join(folder, "stderr.log")

@@ -2,22 +2,32 @@
 
 Scores are arranged as rliable wants them: `[runs, tasks]` (or `[runs, tasks, points]` for learning
 curves). Intervals are 95% percentile intervals of a stratified bootstrap (runs resampled within
-each task), from `rliable.library.get_interval_estimates` with a seeded RandomState.
+each task), from `rliable.library.get_interval_estimates`, seeded (see `interval_estimates`).
 """
 import warnings
 
 import numpy as np
+import scipy.stats
 from rliable import library, metrics
 
 CI_SIZE = 0.95
 
 
 def interval_estimates(score_dict, func, reps, seed):
-    """rliable's point estimates and 95% stratified-bootstrap intervals, reproducible by `seed`."""
-    with warnings.catch_warnings():   # arch, under rliable, asks for a Generator instead
-        warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
-        return library.get_interval_estimates(score_dict, func, reps=reps, confidence_interval_size=CI_SIZE,
-                                              random_state=np.random.RandomState(seed))
+    """rliable's point estimates and 95% stratified-bootstrap intervals, reproducible by `seed`.
+
+    rliable's StratifiedBootstrap draws its indices from NumPy's global generator whatever
+    `random_state` says, so that generator is seeded for the call (and put back afterwards).
+    """
+    global_state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():   # arch, under rliable, asks for a Generator instead
+            warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
+            return library.get_interval_estimates(score_dict, func, reps=reps, confidence_interval_size=CI_SIZE,
+                                                  random_state=np.random.RandomState(seed))
+    finally:
+        np.random.set_state(global_state)
 
 
 def per_seed_scores(run):
@@ -41,8 +51,8 @@ def iqm_and_mean(score_dict, reps, seed):
 
 def iqm_curves(curve_dict, reps, seed):
     """{key: [runs, tasks, points]} -> {key: (iqm [points], low [points], high [points])}."""
-    def iqm_per_point(scores):
-        return np.array([metrics.aggregate_iqm(scores[..., point]) for point in range(scores.shape[-1])])
+    def iqm_per_point(scores):   # metrics.aggregate_iqm at every point, in one call
+        return scipy.stats.trim_mean(scores.reshape(-1, scores.shape[-1]), proportiontocut=0.25, axis=0)
 
     points, intervals = interval_estimates(curve_dict, iqm_per_point, reps, seed)
     return {key: (points[key], intervals[key][0], intervals[key][1]) for key in curve_dict}

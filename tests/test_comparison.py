@@ -1,0 +1,222 @@
+"""src/compare.py and src/comparison/: reports on Sacred folders with known numbers, and grids of
+tiny real runs (src/main.py on the matrix game) through the process pool and a local Ray instance."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import scipy.stats
+from rliable import library, metrics
+
+import compare
+from comparison import cells, stats
+from comparison.report import write_report
+from comparison.runs import SkippedRunWarning, load_runs
+from helpers import REPO_ROOT
+
+REPS = 300
+
+
+def write_run(root, alg, env, run_id, seed, steps, returns, status="COMPLETED", resume=False, t_max=None):
+    """A Sacred run folder as the file observer writes it (ours and upstream EPyMARL's alike)."""
+    folder = os.path.join(str(root), "sacred", alg, env, str(run_id))
+    os.makedirs(folder)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump({"name": alg, "seed": seed, "resume": resume, "t_max": t_max or steps[-1]}, f)
+    with open(os.path.join(folder, "run.json"), "w") as f:
+        json.dump({"status": status, "start_time": "2026-11-29T10:00:00.000000",
+                   "stop_time": "2026-11-29T10:30:00.000000"}, f)
+    with open(os.path.join(folder, "metrics.json"), "w") as f:
+        json.dump({"test_return_mean": {"steps": list(steps), "values": list(returns),
+                                        "timestamps": ["2026-11-29T10:00:00"] * len(steps)}}, f)
+    return folder
+
+
+STEPS = [0, 1000, 2000, 3000, 4000]
+FINALS = {  # env -> alg -> final test return of seeds 1..5
+    "task_a": {"good": [1.0, 2.0, 3.0, 4.0, 100.0], "poor": [0.0, 0.1, 0.2, 0.3, 0.4]},
+    "task_b": {"good": [5.0, 6.0, 7.0, 8.0, 9.0], "poor": [1.0, 1.5, 2.0, 2.5, 3.0]},
+}
+
+
+@pytest.fixture
+def results(tmp_path):
+    """Two algorithms x two tasks x five seeds; each curve rises linearly to its final return."""
+    run_id = 0
+    for env, by_alg in FINALS.items():
+        for alg, finals in by_alg.items():
+            for seed, final in enumerate(finals, start=1):
+                run_id += 1
+                write_run(tmp_path / "results", alg, env, run_id, seed, STEPS, np.linspace(0, final, len(STEPS)))
+    return tmp_path / "results"
+
+
+def test_report_statistics_are_rliables_on_the_same_data(results, tmp_path):
+    written = write_report("known", [str(results)], str(tmp_path / "out"), reps=REPS, seed=3)
+    rows = {(row["env"], row["alg"]): row for row in written["rows"]}
+    finals = np.array(FINALS["task_a"]["good"])[:, None]
+    point, low, high = rows[("task_a", "good")]["estimates"]["final"]["iqm"]
+    assert point == pytest.approx(3.0)   # the middle half of 1, 2, 3, 4, 100
+    assert point == pytest.approx(scipy.stats.trim_mean(finals, 0.25, axis=None))
+    np.random.seed(3)   # rliable's stratified bootstrap draws from NumPy's global generator
+    _, rliable_intervals = library.get_interval_estimates(
+        {"good": finals}, lambda x: np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)]),
+        reps=REPS, random_state=np.random.RandomState(3))
+    assert (low, high) == pytest.approx(tuple(rliable_intervals["good"][:, 0]))
+    assert rows[("task_a", "good")]["estimates"]["final"]["mean"][0] == pytest.approx(22.0)
+    # AUC of a straight line from 0 to its final value: the mean of the line, final / 2.
+    assert rows[("task_b", "poor")]["estimates"]["auc"]["mean"][0] == pytest.approx(np.mean([1, 1.5, 2, 2.5, 3]) / 2)
+    assert rows[("task_b", "poor")]["seeds"] == 5 and rows[("task_b", "poor")]["budget"] == [4000]
+
+    # Across tasks: "good" beats "poor" on every seed of both tasks.
+    across = written["across"]
+    assert across["improvement"][("good", "poor")][0] == pytest.approx(1.0)
+    assert across["improvement"][("poor", "good")][0] == pytest.approx(0.0)
+    table = open(written["paths"]["table"]).read()
+    assert "task_a,good,5,4000" in table
+    markdown = open(written["paths"]["markdown"]).read()
+    assert "| task_a | good | 5 | 4,000 | 4,000 | 3.000 [" in markdown and "good over poor | 1.00 |" in markdown
+
+
+def test_learning_curves_have_one_line_per_algorithm_over_the_shared_steps(results, tmp_path):
+    # A third algorithm on task_a whose runs stop early (partial results): its line ends there.
+    for seed in (1, 2):
+        write_run(results, "early", "task_a", 100 + seed, seed, [500, 1000, 1500, 2500], [0.0, 1.0, 2.0, 3.0],
+                  status="RUNNING", t_max=4000)
+    written = write_report("curves", [str(results)], str(tmp_path / "out"), reps=REPS)
+    axes = {ax.get_title(): ax for ax in written["figures"]["curves"].axes}
+    assert sorted(axes) == ["task_a", "task_b"]
+    lines = {line.get_label().split(" ")[0]: line for line in axes["task_a"].get_lines()}
+    assert sorted(lines) == ["early", "good", "poor"]
+    assert len(axes["task_b"].get_lines()) == 2
+    x, y = lines["good"].get_data()
+    assert (x[0], x[-1]) == (0, 4000)
+    assert y[-1] == pytest.approx(3.0) and y[0] == pytest.approx(0.0)   # the IQM of the seeds' curves
+    x, y = lines["early"].get_data()
+    assert (x[0], x[-1]) == (500, 2500)
+    assert os.path.getsize(written["paths"]["curves"]) > 0 and os.path.getsize(written["paths"]["aggregates"]) > 0
+
+
+def test_missing_half_written_and_superseded_runs(results, tmp_path):
+    half = write_run(results, "good", "task_a", 200, 6, STEPS, [9.0] * 5)
+    with open(os.path.join(half, "metrics.json"), "w") as f:
+        f.write('{"test_return_mean": {"steps": [0, 1000')          # being written
+    missing = write_run(results, "good", "task_a", 201, 7, STEPS, [9.0] * 5)
+    os.remove(os.path.join(missing, "config.json"))
+    # Seed 1 of "poor" on task_b was interrupted, then resumed: only the resumed run counts.
+    write_run(results, "poor", "task_b", 202, 1, STEPS[:2], [50.0, 50.0], status="INTERRUPTED")
+    write_run(results, "poor", "task_b", 203, 1, STEPS, [0, 1, 2, 3, 7.0], resume=True)
+
+    with pytest.warns(SkippedRunWarning) as caught:
+        runs = load_runs([str(results)])
+    messages = " ".join(str(w.message) for w in caught)
+    assert half in messages and missing in messages
+    good_a = sorted(run.seed for run in runs if (run.alg, run.env) == ("good", "task_a"))
+    assert good_a == [1, 2, 3, 4, 5]
+    poor_b = {run.seed: run for run in runs if (run.alg, run.env) == ("poor", "task_b")}
+    assert len(poor_b) == 5 and poor_b[1].returns[-1] == 7.0 and poor_b[1].run_id == 203
+
+
+# --- grids of real runs ----------------------------------------------------------------------------
+
+TINY_GRID = ["--configs=qmix,vdn", "--env-configs=matrix_game", "--seeds=2", "--reps=100", "with",
+             "t_max=300", "test_interval=100", "test_nepisode=4", "log_interval=100", "runner_log_interval=100",
+             "learner_log_interval=100", "batch_size=4", "buffer_size=32", "save_model_interval=100"]
+
+
+def grid_runs(grid_dir):
+    found = {}
+    for run in load_runs([str(grid_dir)]):
+        found[(run.alg, run.seed)] = run
+    return found
+
+
+def check_four_runs(grid_dir):
+    runs = grid_runs(grid_dir)
+    assert sorted(runs) == [("qmix", 1), ("qmix", 2), ("vdn", 1), ("vdn", 2)]
+    for (alg, seed), run in runs.items():
+        assert run.status == "COMPLETED" and run.steps[-1] >= 300
+        assert f"cells/{alg}__matrix_game__seed{seed}/sacred/" in run.path
+        with open(os.path.join(run.path, "config.json")) as f:
+            assert json.load(f)["seed"] == seed
+
+
+def grid_argv(*flags):
+    """The tiny grid's command line with extra flags before its `with` overrides."""
+    at = TINY_GRID.index("with")
+    return [*TINY_GRID[:at], *flags, *TINY_GRID[at:]]
+
+
+def test_grid_on_the_process_pool_reports_a_failing_cell_and_runs_the_others(tmp_path, capsys):
+    flags = ["--variant", f"broken=qmix checkpoint_path={tmp_path}/no_such_models", "--name=pool",
+             f"--comparisons-dir={tmp_path}", "--workers=2"]
+    argv = grid_argv(*flags)
+    assert compare.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "cell broken__matrix_game__seed1 failed (exit code 2)" in err
+    assert "checkpoint_path=" in err and "no_such_models does not exist" in err   # command, stderr tail
+    check_four_runs(tmp_path / "pool")
+    assert os.path.isfile(tmp_path / "pool" / "report.md") and os.path.isfile(tmp_path / "pool" / "curves.png")
+
+    # A rerun leaves finished and failed cells alone; --retry-failed runs the failed ones again.
+    assert compare.main(argv) == 1
+    assert "failed earlier (not rerun; add --retry-failed)" in capsys.readouterr().err
+    state = cells.read_state(tmp_path / "pool" / "cells" / "qmix__matrix_game__seed1")
+    assert state["attempt"] == 1 and state["status"] == "done"
+    assert state["worker_pid"] == os.getpid()   # a thread of this process started main.py
+    assert cells.read_state(tmp_path / "pool" / "cells" / "broken__matrix_game__seed2")["attempt"] == 1
+    compare.main(grid_argv(*flags, "--retry-failed", "--no-report"))
+    assert cells.read_state(tmp_path / "pool" / "cells" / "broken__matrix_game__seed2")["attempt"] == 2
+    assert cells.read_state(tmp_path / "pool" / "cells" / "qmix__matrix_game__seed1")["attempt"] == 1
+
+
+def test_interrupted_grid_resumes_from_checkpoints(tmp_path):
+    argv = ["--configs=qmix", "--env-configs=matrix_game", "--seeds=2", "--name=half", f"--comparisons-dir={tmp_path}",
+            "--workers=1", "--no-report", "with", "t_max=4000", "test_interval=500", "test_nepisode=4",
+            "log_interval=500", "runner_log_interval=500", "learner_log_interval=500", "batch_size=4",
+            "buffer_size=32", "save_model_interval=500"]
+    grid_dir = tmp_path / "half"
+    second = grid_dir / "cells" / "qmix__matrix_game__seed2"
+    process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "src", "compare.py"), *argv],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:   # interrupt the grid once the second cell has written a checkpoint
+        while cells.resumable_checkpoint(str(second)) is None:
+            assert process.poll() is None, "the grid ended before it could be interrupted"
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert cells.read_state(grid_dir / "cells" / "qmix__matrix_game__seed1")["status"] == "done"
+    assert cells.read_state(second)["status"] == "running"
+    checkpoint = cells.resumable_checkpoint(str(second))
+
+    assert compare.main(argv) == 0
+    assert cells.read_state(grid_dir / "cells" / "qmix__matrix_game__seed1")["attempt"] == 1   # skipped
+    state = cells.read_state(second)
+    assert state["status"] == "done" and state["attempt"] == 2
+    assert f"checkpoint_path={checkpoint}" in state["command"] and "resume=True" in state["command"]
+    runs = grid_runs(grid_dir)
+    assert runs[("qmix", 2)].steps[-1] >= 4000 and runs[("qmix", 2)].run_id == 2   # the resumed run
+    with open(os.path.join(runs[("qmix", 2)].path, "config.json")) as f:
+        assert json.load(f)["resume"] is True
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_grid_on_ray_runs_each_cell_as_a_task(tmp_path, local_ray):
+    assert compare.main(grid_argv("--name=ray", f"--comparisons-dir={tmp_path}", "--ray")) == 0
+    check_four_runs(tmp_path / "ray")
+    workers = {cells.read_state(tmp_path / "ray" / "cells" / f"{alg}__matrix_game__seed{seed}")["worker_pid"]
+               for alg in ("qmix", "vdn") for seed in (1, 2)}
+    assert os.getpid() not in workers   # Ray's worker processes ran the cells, not this one
