@@ -160,7 +160,7 @@ def run_grid(args, grid):
     for state in finished:
         if state["status"] == "failed":
             failures.append(state)
-            progress.bar.write(failure_text(state))
+            progress.bar.write(failure_text(state), file=sys.stderr)
         progress.refresh()
     progress.close()
     for state in skipped_failed:
