@@ -2,6 +2,7 @@
 tiny real runs (src/main.py on the matrix game) through the process pool and a local Ray instance."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -121,6 +122,35 @@ def test_missing_half_written_and_superseded_runs(results, tmp_path):
     assert len(poor_b) == 5 and poor_b[1].returns[-1] == 7.0 and poor_b[1].run_id == 203
 
 
+EPYMARL = os.environ.get("EPYMARL_DIR", "/work/shared/epymarl")
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(EPYMARL, "src")),
+                    reason=f"no upstream EPyMARL checkout at {EPYMARL} (set EPYMARL_DIR)")
+def test_report_reads_upstream_epymarl_runs(tmp_path):
+    # Upstream EPyMARL writes results/ beside its src/, so it runs from a copy.
+    shutil.copytree(os.path.join(EPYMARL, "src"), tmp_path / "epymarl" / "src")
+    (tmp_path / "stub").mkdir()
+    (tmp_path / "stub" / "smaclite.py").write_text(
+        '"""Stand-in: upstream EPyMARL imports smaclite at start-up; it is not installed here and this run is LBF."""\n')
+    command = [sys.executable, str(tmp_path / "epymarl" / "src" / "main.py"), "--config=qmix", "--env-config=gymma",
+               "with", "env_args.key=lbforaging:Foraging-5x5-2p-1f-v3", "env_args.time_limit=25", "t_max=400",
+               "test_interval=200", "test_nepisode=2", "log_interval=200", "runner_log_interval=200",
+               "learner_log_interval=200", "batch_size=4", "buffer_size=16", "use_tensorboard=False", "seed=5"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(tmp_path / "stub")))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    results = tmp_path / "epymarl" / "results"
+    written = write_report("upstream", [str(results)], str(tmp_path / "out"), reps=REPS)
+    (row,) = written["rows"]
+    assert (row["env"], row["alg"], row["seeds"]) == ("lbforaging:Foraging-5x5-2p-1f-v3", "qmix", 1)
+    with open(results / "sacred" / "qmix" / "lbforaging:Foraging-5x5-2p-1f-v3" / "1" / "metrics.json") as f:
+        test_returns = json.load(f)["test_return_mean"]
+    assert row["estimates"]["final"]["mean"][0] == pytest.approx(test_returns["values"][-1])
+    assert row["reached"] == [test_returns["steps"][-1]] and row["budget"] == [400]
+
+
 # --- grids of real runs ----------------------------------------------------------------------------
 
 TINY_GRID = ["--configs=qmix,vdn", "--env-configs=matrix_game", "--seeds=2", "--reps=100", "with",
@@ -176,9 +206,9 @@ def test_grid_on_the_process_pool_reports_a_failing_cell_and_runs_the_others(tmp
 
 def test_interrupted_grid_resumes_from_checkpoints(tmp_path):
     argv = ["--configs=qmix", "--env-configs=matrix_game", "--seeds=2", "--name=half", f"--comparisons-dir={tmp_path}",
-            "--workers=1", "--no-report", "with", "t_max=4000", "test_interval=500", "test_nepisode=4",
-            "log_interval=500", "runner_log_interval=500", "learner_log_interval=500", "batch_size=4",
-            "buffer_size=32", "save_model_interval=500"]
+            "--workers=1", "--no-report", "with", "t_max=2000", "test_interval=400", "test_nepisode=4",
+            "log_interval=400", "runner_log_interval=400", "learner_log_interval=400", "batch_size=4",
+            "buffer_size=32", "save_model_interval=400"]
     grid_dir = tmp_path / "half"
     second = grid_dir / "cells" / "qmix__matrix_game__seed2"
     process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "src", "compare.py"), *argv],
@@ -200,7 +230,7 @@ def test_interrupted_grid_resumes_from_checkpoints(tmp_path):
     assert state["status"] == "done" and state["attempt"] == 2
     assert f"checkpoint_path={checkpoint}" in state["command"] and "resume=True" in state["command"]
     runs = grid_runs(grid_dir)
-    assert runs[("qmix", 2)].steps[-1] >= 4000 and runs[("qmix", 2)].run_id == 2   # the resumed run
+    assert runs[("qmix", 2)].steps[-1] >= 2000 and runs[("qmix", 2)].run_id == 2   # the resumed run
     with open(os.path.join(runs[("qmix", 2)].path, "config.json")) as f:
         assert json.load(f)["resume"] is True
 
