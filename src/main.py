@@ -30,7 +30,7 @@ def make_experiment(config):
 
     SETTINGS.CAPTURE_MODE = "sys"
     log = get_console_logger()
-    experiment = Experiment("sale_marl", save_git_info=False)
+    experiment = Experiment(config["name"], save_git_info=False)   # Omniboard lists runs by it
     experiment.logger = log
     experiment.captured_out_filter = apply_backspaces_and_linefeeds
     experiment.add_config(config)
