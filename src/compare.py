@@ -19,6 +19,10 @@ SRC_DIR = os.path.dirname(os.path.abspath(__file__))
 if SRC_DIR not in sys.path:
     sys.path.insert(0, SRC_DIR)
 
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
 import yaml  # noqa: E402
 
 from experiment import resolve_path  # noqa: E402
@@ -130,12 +134,8 @@ def run_grid(args, grid):
     folders = [cells.cell_folder(grid_dir, cell) for cell in grid_cells]
     plans = [cells.plan(cell, folder, args.retry_failed) for cell, folder in zip(grid_cells, folders)]
     if args.dry_run:
-        for cell, (action, detail) in zip(grid_cells, plans):
-            resumes = action == "run" and "resume=True" in detail
-            what = "skip (done)" if action == "skip" and detail["status"] == "done" else \
-                "skip (failed; --retry-failed runs it)" if action == "skip" else "resume" if resumes else "run"
-            command = detail["command"] if action == "skip" else detail
-            print(f"{cell.cell_id}: {what}\n    {' '.join(command)}")
+        for cell, plan in zip(grid_cells, plans):
+            print(describe(cell, *plan))
         return 0
 
     os.makedirs(grid_dir, exist_ok=True)
@@ -170,6 +170,16 @@ def run_grid(args, grid):
     if not args.no_report:
         code = print_report(grid.name, [grid_dir], args.out and resolve_path(args.out) or grid_dir, args) or code
     return code
+
+
+def describe(cell, action, detail):
+    """A --dry-run line: the cell, what a run would do with it, and its command."""
+    if action == "skip":
+        what = "skip (done)" if detail["status"] == "done" else "skip (failed; --retry-failed runs it)"
+        command = detail["command"]
+    else:
+        what, command = ("resume" if "resume=True" in detail else "run"), detail
+    return f"{cell.cell_id}: {what}\n    {' '.join(command)}"
 
 
 def failure_text(state):

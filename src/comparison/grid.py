@@ -132,7 +132,9 @@ def grid_from_yaml(path):
 
 
 def check_grid(grid):
-    if not grid.name or not NAME_PATTERN.match(grid.name):
+    if not grid.name:
+        raise ConfigError("The grid has no name: give --name=NAME (its folder under results/comparisons/).")
+    if not NAME_PATTERN.match(grid.name):
         raise ConfigError(f"--name={grid.name!r}: use letters, digits, '_', '-' or '.' (it names a folder).")
     if not grid.algs:
         raise ConfigError("The grid has no algorithm: give --configs=qmix,vdn or --variant NAME=CONFIG ...")
