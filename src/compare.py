@@ -13,6 +13,7 @@ finished cells, resumes interrupted ones from their checkpoints and leaves faile
 """
 import argparse
 import os
+import shlex
 import sys
 
 SRC_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -164,7 +165,7 @@ def run_grid(args, grid):
         progress.refresh()
     progress.close()
     for state in skipped_failed:
-        print(f"cell {state['cell']} failed earlier (not rerun; add --retry-failed): {' '.join(state['command'])}",
+        print(f"cell {state['cell']} failed earlier (not rerun; add --retry-failed): {shlex.join(state['command'])}",
               file=sys.stderr)
     code = 1 if failures or skipped_failed else 0
     if not args.no_report:
@@ -179,11 +180,11 @@ def describe(cell, action, detail):
         command = detail["command"]
     else:
         what, command = ("resume" if "resume=True" in detail else "run"), detail
-    return f"{cell.cell_id}: {what}\n    {' '.join(command)}"
+    return f"{cell.cell_id}: {what}\n    {shlex.join(command)}"
 
 
 def failure_text(state):
-    return (f"cell {state['cell']} failed (exit code {state['returncode']})\n  command: {' '.join(state['command'])}\n"
+    return (f"cell {state['cell']} failed (exit code {state['returncode']})\n  command: {shlex.join(state['command'])}\n"
             f"  stderr (last lines):\n" + "\n".join(f"    {line}" for line in state["stderr_tail"].splitlines()))
 
 

@@ -153,6 +153,33 @@ def test_report_reads_upstream_epymarl_runs(tmp_path):
 
 # --- grids of real runs ----------------------------------------------------------------------------
 
+def test_grid_from_yaml_expands_variants_env_variants_and_seeds(tmp_path):
+    from comparison.grid import expand, grid_from_yaml
+    from run_config import ConfigError
+
+    path = tmp_path / "grid.yaml"
+    path.write_text("""
+name: yaml_grid
+configs: [vdn]
+variants:
+  qmix_slow: {config: qmix, with: {lr: 0.0001}}
+env_configs:
+  game: {env_config: matrix_game, with: {env_args.payoff: [[1, 0], [0, 2]]}}
+seeds: [4, 8]
+with: {t_max: 123}
+""")
+    grid_cells = expand(grid_from_yaml(str(path)))
+    assert [cell.cell_id for cell in grid_cells] == [
+        "vdn__game__seed4", "qmix_slow__game__seed4", "vdn__game__seed8", "qmix_slow__game__seed8"]
+    qmix_slow = grid_cells[1]
+    assert qmix_slow.t_max == 123 and qmix_slow.alg.config == "qmix"
+    assert qmix_slow.overrides == ("t_max=123", "env_args.payoff=[[1, 0], [0, 2]]", "lr=0.0001", "name=qmix_slow",
+                                   "seed=4")
+    path.write_text("name: bad\nconfigs: [qmix]\nenv_configs: [matrix_game]\nwith: {lr_rate: 0.1}\n")
+    with pytest.raises(ConfigError, match="cell qmix on matrix_game: .*lr_rate.*'lr'"):
+        expand(grid_from_yaml(str(path)))
+
+
 TINY_GRID = ["--configs=qmix,vdn", "--env-configs=matrix_game", "--seeds=2", "--reps=100", "with",
              "t_max=300", "test_interval=100", "test_nepisode=4", "log_interval=100", "runner_log_interval=100",
              "learner_log_interval=100", "batch_size=4", "buffer_size=32", "save_model_interval=100"]
@@ -204,7 +231,7 @@ def test_grid_on_the_process_pool_reports_a_failing_cell_and_runs_the_others(tmp
     assert cells.read_state(tmp_path / "pool" / "cells" / "qmix__matrix_game__seed1")["attempt"] == 1
 
 
-def test_interrupted_grid_resumes_from_checkpoints(tmp_path):
+def test_interrupted_grid_resumes_from_checkpoints(tmp_path, capsys):
     argv = ["--configs=qmix", "--env-configs=matrix_game", "--seeds=2", "--name=half", f"--comparisons-dir={tmp_path}",
             "--workers=1", "--no-report", "with", "t_max=2000", "test_interval=400", "test_nepisode=4",
             "log_interval=400", "runner_log_interval=400", "learner_log_interval=400", "batch_size=4",
@@ -223,6 +250,10 @@ def test_interrupted_grid_resumes_from_checkpoints(tmp_path):
     assert cells.read_state(grid_dir / "cells" / "qmix__matrix_game__seed1")["status"] == "done"
     assert cells.read_state(second)["status"] == "running"
     checkpoint = cells.resumable_checkpoint(str(second))
+    assert compare.main([*argv[:argv.index("with")], "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "qmix__matrix_game__seed1: skip (done)" in printed
+    assert "qmix__matrix_game__seed2: resume" in printed and f"checkpoint_path={checkpoint}" in printed
 
     assert compare.main(argv) == 0
     assert cells.read_state(grid_dir / "cells" / "qmix__matrix_game__seed1")["attempt"] == 1   # skipped
