@@ -46,7 +46,8 @@ def aggregates(estimates, xlabel):
     intervals = {alg: np.array([[est[n][1] for n in names], [est[n][2] for n in names]])
                  for alg, est in estimates.items()}
     fig, _ = plot_utils.plot_interval_estimates(points, intervals, metric_names=["IQM", "Mean"],
-                                                algorithms=sorted(estimates), xlabel=xlabel)
+                                                algorithms=sorted(estimates), xlabel=xlabel,
+                                                xlabel_y_coordinate=-0.3 if len(estimates) < 5 else -0.15)
     return fig
 
 
