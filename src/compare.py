@@ -52,8 +52,9 @@ def parser():
     run = p.add_argument_group("running")
     run.add_argument("--workers", type=int, help="local processes at once (default: free cores)")
     run.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
-                     help="run cells as Ray tasks: no ADDRESS starts a local instance unless RAY_ADDRESS is "
-                          "set; 'auto' or 'ray://head:10001' joins a cluster")
+                     help="run cells as Ray tasks. No ADDRESS: join RAY_ADDRESS, else the Ray instance "
+                          "`ray start` began on this machine, else start one; 'auto' or 'ray://head:10001' "
+                          "joins that cluster")
     run.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per cell on Ray (default 1)")
     run.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per cell on Ray (fractions allowed; "
                      "add 'with use_cuda=True')")
@@ -169,7 +170,8 @@ def run_grid(args, grid):
               file=sys.stderr)
     code = 1 if failures or skipped_failed else 0
     if not args.no_report:
-        code = print_report(grid.name, [grid_dir], args.out and resolve_path(args.out) or grid_dir, args) or code
+        out = resolve_path(args.out) if args.out else grid_dir
+        code = print_report(grid.name, [grid_dir], out, args) or code
     return code
 
 

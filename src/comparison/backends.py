@@ -31,8 +31,9 @@ def run_local(jobs, workers, poll):
 
 
 def connect_ray(address):
-    """Join the cluster at `address` ("auto", "ray://head:10001"); None: RAY_ADDRESS, else a local
-    instance. Returns (ray, whether this call started the connection)."""
+    """Join the cluster at `address` ("auto", "ray://head:10001"); None: Ray's own search (RAY_ADDRESS,
+    then an instance `ray start` began on this machine, else a new local instance).
+    Returns (ray, whether this call made the connection)."""
     try:
         import ray
     except ImportError:
