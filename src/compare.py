@@ -12,8 +12,8 @@ finished cells, resumes interrupted ones from their checkpoints and leaves faile
 `results/comparisons/<name>/`. Its statistics: see src/comparison/report.py.
 """
 import argparse
+import functools
 import os
-import shlex
 import sys
 
 SRC_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -23,8 +23,6 @@ if SRC_DIR not in sys.path:
 import warnings  # noqa: E402
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-
-import yaml  # noqa: E402
 
 from experiment import resolve_path  # noqa: E402
 from run_config import ConfigError  # noqa: E402
@@ -127,67 +125,20 @@ def print_report(name, roots, out, args):
 
 
 def run_grid(args, grid):
-    from comparison import backends, cells
-    from comparison.grid import expand
-    from comparison.progress import GridProgress
+    from comparison import backends
+    from comparison.launch import run_grid as launch
 
-    grid_cells = expand(grid)
-    grid_dir = os.path.join(resolve_path(args.comparisons_dir), grid.name)
-    folders = [cells.cell_folder(grid_dir, cell) for cell in grid_cells]
-    plans = [cells.plan(cell, folder, args.retry_failed) for cell, folder in zip(grid_cells, folders)]
-    if args.dry_run:
-        for cell, plan in zip(grid_cells, plans):
-            print(describe(cell, *plan))
-        return 0
-
-    os.makedirs(grid_dir, exist_ok=True)
-    with open(os.path.join(grid_dir, "cells.yaml"), "w") as f:
-        yaml.safe_dump({cell.cell_id: {"config": cell.alg.config, "env_config": cell.env.config, "seed": cell.seed,
-                                       "with": list(cell.overrides)} for cell in grid_cells}, f, sort_keys=False)
-    jobs = []
-    for cell, folder, (action, detail) in zip(grid_cells, folders, plans):
-        if action == "run":
-            state = cells.read_state(folder)
-            if state and state.get("status") == "running":   # left by an interrupted invocation
-                cells.write_state(folder, dict(state, status="interrupted"))
-            jobs.append((cell.cell_id, folder, detail))
-    skipped_failed = [detail for action, detail in plans if action == "skip" and detail["status"] == "failed"]
-
-    progress = GridProgress(grid_cells, folders, grid.name)
     if args.ray is not None:
-        finished = backends.run_ray(jobs, args.ray or None, args.ray_cpus, args.ray_gpus, progress.refresh)
+        run_cells = functools.partial(backends.run_ray, address=args.ray or None, cpus=args.ray_cpus, gpus=args.ray_gpus)
     else:
-        finished = backends.run_local(jobs, args.workers or backends.free_cores(), progress.refresh)
-    failures = []
-    for state in finished:
-        if state["status"] == "failed":
-            failures.append(state)
-            progress.bar.write(failure_text(state), file=sys.stderr)
-        progress.refresh()
-    progress.close()
-    for state in skipped_failed:
-        print(f"cell {state['cell']} failed earlier (not rerun; add --retry-failed): {shlex.join(state['command'])}",
-              file=sys.stderr)
-    code = 1 if failures or skipped_failed else 0
-    if not args.no_report:
+        run_cells = functools.partial(backends.run_local, workers=args.workers or backends.free_cores())
+    grid_dir = os.path.join(resolve_path(args.comparisons_dir), grid.name)
+    all_done = launch(grid, grid_dir, run_cells, retry_failed=args.retry_failed, dry_run=args.dry_run)
+    code = 0 if all_done else 1
+    if not args.no_report and not args.dry_run:
         out = resolve_path(args.out) if args.out else grid_dir
         code = print_report(grid.name, [grid_dir], out, args) or code
     return code
-
-
-def describe(cell, action, detail):
-    """A --dry-run line: the cell, what a run would do with it, and its command."""
-    if action == "skip":
-        what = "skip (done)" if detail["status"] == "done" else "skip (failed; --retry-failed runs it)"
-        command = detail["command"]
-    else:
-        what, command = ("resume" if "resume=True" in detail else "run"), detail
-    return f"{cell.cell_id}: {what}\n    {shlex.join(command)}"
-
-
-def failure_text(state):
-    return (f"cell {state['cell']} failed (exit code {state['returncode']})\n  command: {shlex.join(state['command'])}\n"
-            f"  stderr (last lines):\n" + "\n".join(f"    {line}" for line in state["stderr_tail"].splitlines()))
 
 
 def main(argv=None):

@@ -18,7 +18,7 @@ def free_cores():
     return max(1, cores - round(os.getloadavg()[0]))
 
 
-def run_local(jobs, workers, poll):
+def run_local(jobs, poll, workers):
     """Each worker thread runs one main.py process at a time (the processes do the work)."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         pending = {pool.submit(cells.run_cell, *job) for job in jobs}
@@ -44,7 +44,7 @@ def connect_ray(address):
     return ray, True
 
 
-def run_ray(jobs, address, cpus, gpus, poll):
+def run_ray(jobs, poll, address, cpus, gpus):
     """One plain Ray task per cell, asking for `cpus` CPUs and `gpus` GPUs (fractions allowed).
 
     The repository and the grid folder must be at the same path on every node (a shared file
