@@ -13,6 +13,7 @@ finished cells, resumes interrupted ones from their checkpoints and leaves faile
 """
 import argparse
 import functools
+import importlib.util
 import os
 import sys
 
@@ -129,7 +130,8 @@ def run_grid(args, grid):
     from comparison.launch import run_grid as launch
 
     if args.ray is not None:
-        run_cells = functools.partial(backends.run_ray, address=args.ray or None, cpus=args.ray_cpus, gpus=args.ray_gpus)
+        run_cells = functools.partial(backends.run_ray, address=args.ray or None, cpus=args.ray_cpus,
+                                      gpus=args.ray_gpus)
     else:
         run_cells = functools.partial(backends.run_local, workers=args.workers or backends.free_cores())
     grid_dir = os.path.join(resolve_path(args.comparisons_dir), grid.name)
@@ -142,11 +144,9 @@ def run_grid(args, grid):
 
 
 def main(argv=None):
-    try:
-        import rliable  # noqa: F401
-        import tqdm  # noqa: F401
-    except ImportError as err:
-        print(f"error: src/compare.py needs {err.name}: pip install -e .[compare]", file=sys.stderr)
+    missing = [name for name in ("tqdm", "rliable", "matplotlib") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"error: src/compare.py needs {', '.join(missing)}: pip install -e .[compare]", file=sys.stderr)
         return 2
     argv, shared = split_with(sys.argv[1:] if argv is None else list(argv))
     args = parser().parse_args(argv)

@@ -14,7 +14,7 @@ import scipy.stats
 from rliable import library, metrics
 
 import compare
-from comparison import cells, stats
+from comparison import cells
 from comparison.report import write_report
 from comparison.runs import SkippedRunWarning, load_runs
 from helpers import REPO_ROOT
@@ -132,7 +132,7 @@ def test_report_reads_upstream_epymarl_runs(tmp_path):
     shutil.copytree(os.path.join(EPYMARL, "src"), tmp_path / "epymarl" / "src")
     (tmp_path / "stub").mkdir()
     (tmp_path / "stub" / "smaclite.py").write_text(
-        '"""Stand-in: upstream EPyMARL imports smaclite at start-up; it is not installed here and this run is LBF."""\n')
+        '"""Stand-in: upstream EPyMARL imports smaclite at start-up; not installed here, and this run is LBF."""\n')
     command = [sys.executable, str(tmp_path / "epymarl" / "src" / "main.py"), "--config=qmix", "--env-config=gymma",
                "with", "env_args.key=lbforaging:Foraging-5x5-2p-1f-v3", "env_args.time_limit=25", "t_max=400",
                "test_interval=200", "test_nepisode=2", "log_interval=200", "runner_log_interval=200",

@@ -22,8 +22,9 @@ def describe(cell, action, detail):
 
 
 def failure_text(state):
-    return (f"cell {state['cell']} failed (exit code {state['returncode']})\n  command: {shlex.join(state['command'])}\n"
-            f"  stderr (last lines):\n" + "\n".join(f"    {line}" for line in state["stderr_tail"].splitlines()))
+    tail = "\n".join(f"    {line}" for line in state["stderr_tail"].splitlines())
+    return (f"cell {state['cell']} failed (exit code {state['returncode']})\n"
+            f"  command: {shlex.join(state['command'])}\n  stderr (last lines):\n{tail}")
 
 
 def run_grid(grid, grid_dir, run_cells, retry_failed=False, dry_run=False):

@@ -84,7 +84,8 @@ def markdown(name, rows, across, roots, n_runs):
              "episodes' mean return; final: the last test of a run, best: its highest, AUC: the area "
              "under its test curve over env steps divided by their span. IQM / mean over seeds with 95% "
              "stratified-bootstrap intervals (rliable).", "",
-             "| env | alg | seeds | budget (t_max) | last test (env step) | final IQM | final mean | best IQM | AUC IQM | wall min / run |",
+             "| env | alg | seeds | budget (t_max) | last test (env step) | final IQM | final mean | best IQM | "
+             "AUC IQM | wall min / run |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         est = row["estimates"]
