@@ -122,6 +122,19 @@ def test_missing_half_written_and_superseded_runs(results, tmp_path):
     assert len(poor_b) == 5 and poor_b[1].returns[-1] == 7.0 and poor_b[1].run_id == 203
 
 
+def test_report_command_over_several_result_roots(results, tmp_path, capsys):
+    other = tmp_path / "other_results"
+    write_run(other, "third", "task_a", 1, 1, STEPS, [0.0, 1.0, 2.0, 3.0, 4.0])
+    assert compare.main(["--report", str(results), str(other)]) == 2
+    assert "needs --out DIR or --name NAME" in capsys.readouterr().err
+    assert compare.main(["--report", str(results), str(other), "--out", str(tmp_path / "both"), "--reps=100"]) == 0
+    with open(tmp_path / "both" / "table.csv") as f:
+        groups = {tuple(line.split(",")[:3]) for line in f.read().splitlines()[1:]}
+    assert groups == {("task_a", "good", "5"), ("task_a", "poor", "5"), ("task_a", "third", "1"),
+                      ("task_b", "good", "5"), ("task_b", "poor", "5")}
+    assert "| task_a | third | 1 | 4,000 |" in capsys.readouterr().out
+
+
 EPYMARL = os.environ.get("EPYMARL_DIR", "/work/shared/epymarl")
 
 
