@@ -1,8 +1,9 @@
 """Installs the framework's dependencies; the code runs from `src/` (EPyMARL's layout).
 
 `pip install -e .` pulls the core dependencies; extras add optional environments:
-`pip install -e .[mamujoco]`, `.[smax]`, `.[sc2]`; `.[wandb]` adds W&B logging. Nothing is
-installed under generic top-level names (`utils`, `modules`): `src/main.py` puts `src/` on the path itself.
+`pip install -e .[mamujoco]`, `.[smax]`, `.[sc2]`; `.[wandb]` adds W&B logging; `.[compare]` for
+src/compare.py (`.[ray]` to run its grids on Ray). Nothing is installed under generic top-level
+names (`utils`, `modules`): `src/main.py` puts `src/` on the path itself.
 """
 from setuptools import setup
 
@@ -26,7 +27,10 @@ setup(
         "psutil==7.2.2",  # available memory, checked against the replay buffer's size
     ],
     extras_require={
-        "test": ["pytest>=8", "mongomock>=4.1"],
+        "test": ["pytest>=8", "secantusdb==0.7.0b3"],
+        "compare": ["tqdm==4.70.1", "rliable==1.2.0", "arch==7.2.0", "pandas==2.3.3", "scipy==1.17.1",
+                    "matplotlib==3.11.2", "seaborn==0.13.2"],
+        "ray": ["ray==2.60.0"],
         "mamujoco": ["gymnasium-robotics==1.4.2", "mujoco==3.17.0"],
         "smax": ["jax==0.10.2", "jaxlib==0.10.2", "jaxmarl==0.2.0", "flax==0.12.8", "chex==0.1.92"],
         # smacv2 itself is on no registry (README, "StarCraft II"); these are its pinned dependencies.

@@ -1,10 +1,12 @@
-"""Results paths, pre-flight checks (results folder, env, checkpoint, replay-buffer memory) and
-the optional MongoDB observer."""
+"""Results paths, pre-flight checks (results folder, env, checkpoint, replay-buffer memory, W&B)
+and the Sacred observers (files, optional MongoDB)."""
 import os
 import re
 import tempfile
 
-from checkpoint import CheckpointError, choose_step, verify_checkpoint
+from sacred.observers import FileStorageObserver
+
+from checkpoint import CheckpointError, checkpoint_steps, choose_step, verify_checkpoint
 from run_config import REPO_ROOT, ConfigError
 
 
@@ -122,3 +124,36 @@ def mongo_observer(config, log):
         return None
     db = client[config["mongo_db_name"]]
     return MongoObserver.create_from(db["runs"], gridfs.GridFS(db), metrics_collection=db["metrics"])
+
+
+class OwnFolderFileStorageObserver(FileStorageObserver):
+    """A FileStorageObserver that numbers its run folders itself.
+
+    Sacred hands every observer the id the first one assigned; with MongoDB on, that is the
+    database's id, which can name a folder an earlier files-only run already holds. Run folders
+    are numbered within their own folder, whatever id the database gives.
+    """
+
+    def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):
+        return super().queued_event(ex_info, command, host_info, queue_time, config, meta_info, None)
+
+    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+        return super().started_event(ex_info, command, host_info, start_time, config, meta_info, None)
+
+
+RESUME_ONLY_FILES = ("buffer.th",)   # the replay buffer: large, and only needed to resume
+
+
+def attach_final_checkpoint(sacred_run, config, token):
+    """Attach the run's newest checkpoint (its replay buffer excepted) as Sacred artifacts, so a
+    MongoDB server (and Omniboard) holds the trained models: artifacts `checkpoint_<t_env>_<file>`."""
+    models_dir = os.path.join(results_dir(config), "models", token)
+    if not os.path.isdir(models_dir):
+        return
+    step = checkpoint_steps(models_dir)[-1]
+    folder = os.path.join(models_dir, str(step))
+    for name in sorted(os.listdir(folder)):
+        if name not in RESUME_ONLY_FILES:
+            content_type = "application/json" if name.endswith(".json") else "application/octet-stream"
+            sacred_run.add_artifact(os.path.join(folder, name), name=f"checkpoint_{step}_{name}",
+                                    content_type=content_type)

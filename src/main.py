@@ -23,29 +23,29 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated", categor
 def make_experiment(config):
     """A Sacred experiment whose main function is `run.run`, with its observers attached."""
     from sacred import Experiment, SETTINGS
-    from sacred.observers import FileStorageObserver
     from sacred.utils import apply_backspaces_and_linefeeds
 
     from run import run
-    from experiment import env_label, mongo_observer, results_dir
+    from experiment import OwnFolderFileStorageObserver, attach_final_checkpoint, env_label, mongo_observer, results_dir
     from utils.logging import get_console_logger
 
     SETTINGS.CAPTURE_MODE = "sys"
     log = get_console_logger()
-    experiment = Experiment("sale_marl", save_git_info=False)
+    experiment = Experiment(config["name"], save_git_info=False)   # Omniboard lists runs by it
     experiment.logger = log
     experiment.captured_out_filter = apply_backspaces_and_linefeeds
     experiment.add_config(config)
     sacred_dir = os.path.join(results_dir(config), "sacred", config["name"], env_label(config))
-    experiment.observers.append(FileStorageObserver(sacred_dir))
-    if config["mongo_url"]:
-        observer = mongo_observer(config, log)
-        if observer is not None:
-            experiment.observers.append(observer)
+    experiment.observers.append(OwnFolderFileStorageObserver(sacred_dir))
+    mongo = mongo_observer(config, log) if config["mongo_url"] else None
+    if mongo is not None:
+        experiment.observers.append(mongo)
 
     @experiment.main
     def sacred_main(_run, _config, _log):
         run(_run, _config, _log)
+        if mongo is not None and _config["save_model"]:
+            attach_final_checkpoint(_run, _config, _run.info["unique_token"])
 
     return experiment
 

@@ -79,6 +79,7 @@ def run(_run, _config, _log):
     else:
         stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         args.unique_token = f"{args.name}_seed{args.seed}_{env_label(_config)}_{stamp}"
+    _run.info["unique_token"] = args.unique_token   # names the run's models/ and tb_logs/ folders
 
     logger = Logger(get_console_logger())
     logger.setup_sacred(_run)

@@ -1,0 +1,65 @@
+"""Backends that run cells: a local pool of processes, or Ray tasks on a machine or a cluster.
+
+Both take jobs `(cell_id, folder, command)`, run `cells.run_cell` on each and yield each cell's
+final state as it finishes; `poll()` is called every `POLL_S` seconds meanwhile (progress).
+"""
+import concurrent.futures
+import os
+
+from comparison import cells
+
+POLL_S = 2.0
+RAY_MISSING = "--ray needs Ray: pip install -e .[ray] (or pip install ray==2.60.0)."
+
+
+def free_cores():
+    """Cores not busy now: the cores this process may use minus the 1-minute load, at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores - round(os.getloadavg()[0]))
+
+
+def run_local(jobs, poll, workers):
+    """Each worker thread runs one main.py process at a time (the processes do the work)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = {pool.submit(cells.run_cell, *job) for job in jobs}
+        while pending:
+            finished, pending = concurrent.futures.wait(
+                pending, timeout=POLL_S, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
+                yield future.result()
+            poll()
+
+
+def connect_ray(address):
+    """Join the cluster at `address` ("auto", "ray://head:10001"); None: Ray's own search (RAY_ADDRESS,
+    then an instance `ray start` began on this machine, else a new local instance).
+    Returns (ray, whether this call made the connection)."""
+    try:
+        import ray
+    except ImportError:
+        raise SystemExit(RAY_MISSING) from None
+    if ray.is_initialized():
+        return ray, False
+    ray.init(address=address or None, log_to_driver=False)
+    return ray, True
+
+
+def run_ray(jobs, poll, address, cpus, gpus):
+    """One plain Ray task per cell, asking for `cpus` CPUs and `gpus` GPUs (fractions allowed).
+
+    The repository and the grid folder must be at the same path on every node (a shared file
+    system, as on Slurm clusters); `cells` is shipped by value, so workers need no extra set-up.
+    """
+    ray, started = connect_ray(address)
+    ray.cloudpickle.register_pickle_by_value(cells)
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(cells.run_cell)
+    try:
+        pending = [task.remote(*job, torch_threads=max(1, int(cpus))) for job in jobs]
+        while pending:
+            finished, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
+            for ref in finished:
+                yield ray.get(ref)
+            poll()
+    finally:
+        if started:
+            ray.shutdown()

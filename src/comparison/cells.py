@@ -1,0 +1,124 @@
+"""One grid cell as one process of `src/main.py`, and the state a rerun of the grid reads.
+
+A cell lives in `<grid folder>/cells/<cell id>/`: `local_results_path` of its runs (so its Sacred
+runs are under `sacred/` and its checkpoints under `models/<token>/<step>/`), `stdout.log` and
+`stderr.log` (appended, one header line per attempt) and `cell.json`, its state:
+`running`, `done` (main.py exited 0) or `failed` (with the command and the tail of its stderr).
+A `running` cell found by a later invocation was interrupted; it resumes from its newest full-state
+checkpoint (`resume=True checkpoint_path=...`), or starts again when it has none.
+
+`run_cell` uses only the standard library: Ray ships it to workers by value.
+"""
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+
+from checkpoint import CheckpointError, checkpoint_steps, verify_checkpoint
+
+SRC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAIN = os.path.join(SRC_DIR, "main.py")
+STATE_FILE = "cell.json"
+STDERR_TAIL_LINES = 25
+
+
+def cell_folder(grid_dir, cell):
+    return os.path.join(grid_dir, "cells", cell.cell_id)
+
+
+def read_state(folder):
+    """The cell's saved state, or None for a cell never started (or an unreadable state file)."""
+    try:
+        with open(os.path.join(folder, STATE_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def write_state(folder, state):
+    """Atomic: a reader sees the old state or the new one, never half of one."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, STATE_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump(state, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def resumable_checkpoint(folder):
+    """`models/<token>` holding the cell's newest intact full-state checkpoint, or None."""
+    best = None
+    for models_dir in glob.glob(os.path.join(folder, "models", "*")):
+        try:
+            steps = checkpoint_steps(models_dir)
+        except CheckpointError:
+            continue
+        for step in reversed(steps):
+            path = os.path.join(models_dir, str(step))
+            try:
+                full = verify_checkpoint(path) and os.path.isfile(os.path.join(path, "run_state.th"))
+            except CheckpointError:
+                full = False
+            if full:
+                if best is None or step > best[0]:
+                    best = (step, models_dir)
+                break
+    return None if best is None else best[1]
+
+
+def cell_command(cell, folder, resume_from=None):
+    """The main.py command line of a cell; checkpoints on (a user's `save_model=False` wins)."""
+    command = [sys.executable, MAIN, f"--config={cell.alg.config}", f"--env-config={cell.env.config}",
+               "with", "save_model=True", *cell.overrides, f"local_results_path={folder}"]
+    if resume_from:
+        command += ["resume=True", f"checkpoint_path={resume_from}"]
+    return command
+
+
+def plan(cell, folder, retry_failed):
+    """What to do with a cell: ("skip", state) or ("run", command)."""
+    state = read_state(folder)
+    status = state and state.get("status")
+    if status == "done" or (status == "failed" and not retry_failed):
+        return "skip", state
+    return "run", cell_command(cell, folder, resume_from=resumable_checkpoint(folder))
+
+
+def run_cell(cell_id, folder, command, torch_threads=1):
+    """Run one cell's command to its end; write and return its final state."""
+    os.makedirs(folder, exist_ok=True)
+    previous = read_state(folder) or {}
+    state = {"cell": cell_id, "status": "running", "command": command, "attempt": previous.get("attempt", 0) + 1,
+             "started": time.time(), "host": os.uname().nodename, "worker_pid": os.getpid()}
+    write_state(folder, state)
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch_threads), MKL_NUM_THREADS=str(torch_threads))
+    stderr_path = os.path.join(folder, "stderr.log")
+    header = f"=== attempt {state['attempt']}: {' '.join(command)}\n"
+    with open(os.path.join(folder, "stdout.log"), "a") as out, open(stderr_path, "a") as err:
+        out.write(header)
+        err.write(header)
+        err.flush()
+        start = err.tell()
+        returncode = subprocess.run(command, stdout=out, stderr=err, env=env, cwd=folder).returncode
+    with open(stderr_path) as err:
+        err.seek(start)
+        tail = err.read().splitlines()[-STDERR_TAIL_LINES:]
+    state.update(status="done" if returncode == 0 else "failed", returncode=returncode,
+                 finished=time.time(), stderr_tail="\n".join(tail))
+    write_state(folder, state)
+    return state
+
+
+def env_steps(folder):
+    """The newest env step the cell's newest Sacred run has logged (0 before its first log)."""
+    runs = glob.glob(os.path.join(folder, "sacred", "*", "*", "*", "metrics.json"))
+    if not runs:
+        return 0
+    newest = max(runs, key=lambda path: int(os.path.basename(os.path.dirname(path))))
+    try:
+        with open(newest) as f:
+            metrics = json.load(f)
+    except (OSError, ValueError):
+        return 0
+    return max((max(entry["steps"], default=0) for entry in metrics.values()), default=0)

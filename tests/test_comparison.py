@@ -1,0 +1,296 @@
+"""src/compare.py and src/comparison/: reports on Sacred folders with known numbers, and grids of
+tiny real runs (src/main.py on the matrix game) through the process pool and a local Ray instance."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import scipy.stats
+from rliable import library, metrics
+
+import compare
+from comparison import cells
+from comparison.report import write_report
+from comparison.runs import SkippedRunWarning, load_runs
+from helpers import REPO_ROOT
+
+REPS = 300
+
+
+def write_run(root, alg, env, run_id, seed, steps, returns, status="COMPLETED", resume=False, t_max=None):
+    """A Sacred run folder as the file observer writes it (ours and upstream EPyMARL's alike)."""
+    folder = os.path.join(str(root), "sacred", alg, env, str(run_id))
+    os.makedirs(folder)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump({"name": alg, "seed": seed, "resume": resume, "t_max": t_max or steps[-1]}, f)
+    with open(os.path.join(folder, "run.json"), "w") as f:
+        json.dump({"status": status, "start_time": "2026-11-29T10:00:00.000000",
+                   "stop_time": "2026-11-29T10:30:00.000000"}, f)
+    with open(os.path.join(folder, "metrics.json"), "w") as f:
+        json.dump({"test_return_mean": {"steps": list(steps), "values": list(returns),
+                                        "timestamps": ["2026-11-29T10:00:00"] * len(steps)}}, f)
+    return folder
+
+
+STEPS = [0, 1000, 2000, 3000, 4000]
+FINALS = {  # env -> alg -> final test return of seeds 1..5
+    "task_a": {"good": [1.0, 2.0, 3.0, 4.0, 100.0], "poor": [0.0, 0.1, 0.2, 0.3, 0.4]},
+    "task_b": {"good": [5.0, 6.0, 7.0, 8.0, 9.0], "poor": [1.0, 1.5, 2.0, 2.5, 3.0]},
+}
+
+
+@pytest.fixture
+def results(tmp_path):
+    """Two algorithms x two tasks x five seeds; each curve rises linearly to its final return."""
+    run_id = 0
+    for env, by_alg in FINALS.items():
+        for alg, finals in by_alg.items():
+            for seed, final in enumerate(finals, start=1):
+                run_id += 1
+                write_run(tmp_path / "results", alg, env, run_id, seed, STEPS, np.linspace(0, final, len(STEPS)))
+    return tmp_path / "results"
+
+
+def test_report_statistics_are_rliables_on_the_same_data(results, tmp_path):
+    written = write_report("known", [str(results)], str(tmp_path / "out"), reps=REPS, seed=3)
+    rows = {(row["env"], row["alg"]): row for row in written["rows"]}
+    finals = np.array(FINALS["task_a"]["good"])[:, None]
+    point, low, high = rows[("task_a", "good")]["estimates"]["final"]["iqm"]
+    assert point == pytest.approx(3.0)   # the middle half of 1, 2, 3, 4, 100
+    assert point == pytest.approx(scipy.stats.trim_mean(finals, 0.25, axis=None))
+    np.random.seed(3)   # rliable's stratified bootstrap draws from NumPy's global generator
+    _, rliable_intervals = library.get_interval_estimates(
+        {"good": finals}, lambda x: np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)]),
+        reps=REPS, random_state=np.random.RandomState(3))
+    assert (low, high) == pytest.approx(tuple(rliable_intervals["good"][:, 0]))
+    assert rows[("task_a", "good")]["estimates"]["final"]["mean"][0] == pytest.approx(22.0)
+    # AUC of a straight line from 0 to its final value: the mean of the line, final / 2.
+    assert rows[("task_b", "poor")]["estimates"]["auc"]["mean"][0] == pytest.approx(np.mean([1, 1.5, 2, 2.5, 3]) / 2)
+    assert rows[("task_b", "poor")]["seeds"] == 5 and rows[("task_b", "poor")]["budget"] == [4000]
+
+    # Across tasks: "good" beats "poor" on every seed of both tasks.
+    across = written["across"]
+    assert across["improvement"][("good", "poor")][0] == pytest.approx(1.0)
+    assert across["improvement"][("poor", "good")][0] == pytest.approx(0.0)
+    table = open(written["paths"]["table"]).read()
+    assert "task_a,good,5,4000" in table
+    markdown = open(written["paths"]["markdown"]).read()
+    assert "| task_a | good | 5 | 4,000 | 4,000 | 3.000 [" in markdown and "good over poor | 1.00 |" in markdown
+
+
+def test_learning_curves_have_one_line_per_algorithm_over_the_shared_steps(results, tmp_path):
+    # A third algorithm on task_a whose runs stop early (partial results): its line ends there.
+    for seed in (1, 2):
+        write_run(results, "early", "task_a", 100 + seed, seed, [500, 1000, 1500, 2500], [0.0, 1.0, 2.0, 3.0],
+                  status="RUNNING", t_max=4000)
+    written = write_report("curves", [str(results)], str(tmp_path / "out"), reps=REPS)
+    axes = {ax.get_title(): ax for ax in written["figures"]["curves"].axes}
+    assert sorted(axes) == ["task_a", "task_b"]
+    lines = {line.get_label().split(" ")[0]: line for line in axes["task_a"].get_lines()}
+    assert sorted(lines) == ["early", "good", "poor"]
+    assert len(axes["task_b"].get_lines()) == 2
+    x, y = lines["good"].get_data()
+    assert (x[0], x[-1]) == (0, 4000)
+    assert y[-1] == pytest.approx(3.0) and y[0] == pytest.approx(0.0)   # the IQM of the seeds' curves
+    x, y = lines["early"].get_data()
+    assert (x[0], x[-1]) == (500, 2500)
+    assert os.path.getsize(written["paths"]["curves"]) > 0 and os.path.getsize(written["paths"]["aggregates"]) > 0
+
+
+def test_missing_half_written_and_superseded_runs(results, tmp_path):
+    half = write_run(results, "good", "task_a", 200, 6, STEPS, [9.0] * 5)
+    with open(os.path.join(half, "metrics.json"), "w") as f:
+        f.write('{"test_return_mean": {"steps": [0, 1000')          # being written
+    missing = write_run(results, "good", "task_a", 201, 7, STEPS, [9.0] * 5)
+    os.remove(os.path.join(missing, "config.json"))
+    # Seed 1 of "poor" on task_b was interrupted, then resumed: only the resumed run counts.
+    write_run(results, "poor", "task_b", 202, 1, STEPS[:2], [50.0, 50.0], status="INTERRUPTED")
+    write_run(results, "poor", "task_b", 203, 1, STEPS, [0, 1, 2, 3, 7.0], resume=True)
+
+    with pytest.warns(SkippedRunWarning) as caught:
+        runs = load_runs([str(results)])
+    messages = " ".join(str(w.message) for w in caught)
+    assert half in messages and missing in messages
+    good_a = sorted(run.seed for run in runs if (run.alg, run.env) == ("good", "task_a"))
+    assert good_a == [1, 2, 3, 4, 5]
+    poor_b = {run.seed: run for run in runs if (run.alg, run.env) == ("poor", "task_b")}
+    assert len(poor_b) == 5 and poor_b[1].returns[-1] == 7.0 and poor_b[1].run_id == 203
+
+
+def test_report_command_over_several_result_roots(results, tmp_path, capsys):
+    other = tmp_path / "other_results"
+    write_run(other, "third", "task_a", 1, 1, STEPS, [0.0, 1.0, 2.0, 3.0, 4.0])
+    assert compare.main(["--report", str(results), str(other)]) == 2
+    assert "needs --out DIR or --name NAME" in capsys.readouterr().err
+    assert compare.main(["--report", str(results), str(other), "--out", str(tmp_path / "both"), "--reps=100"]) == 0
+    with open(tmp_path / "both" / "table.csv") as f:
+        groups = {tuple(line.split(",")[:3]) for line in f.read().splitlines()[1:]}
+    assert groups == {("task_a", "good", "5"), ("task_a", "poor", "5"), ("task_a", "third", "1"),
+                      ("task_b", "good", "5"), ("task_b", "poor", "5")}
+    assert "| task_a | third | 1 | 4,000 |" in capsys.readouterr().out
+
+
+EPYMARL = os.environ.get("EPYMARL_DIR", "/work/shared/epymarl")
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(EPYMARL, "src")),
+                    reason=f"no upstream EPyMARL checkout at {EPYMARL} (set EPYMARL_DIR)")
+def test_report_reads_upstream_epymarl_runs(tmp_path):
+    # Upstream EPyMARL writes results/ beside its src/, so it runs from a copy.
+    shutil.copytree(os.path.join(EPYMARL, "src"), tmp_path / "epymarl" / "src")
+    (tmp_path / "stub").mkdir()
+    (tmp_path / "stub" / "smaclite.py").write_text(
+        '"""Stand-in: upstream EPyMARL imports smaclite at start-up; not installed here, and this run is LBF."""\n')
+    command = [sys.executable, str(tmp_path / "epymarl" / "src" / "main.py"), "--config=qmix", "--env-config=gymma",
+               "with", "env_args.key=lbforaging:Foraging-5x5-2p-1f-v3", "env_args.time_limit=25", "t_max=400",
+               "test_interval=200", "test_nepisode=2", "log_interval=200", "runner_log_interval=200",
+               "learner_log_interval=200", "batch_size=4", "buffer_size=16", "use_tensorboard=False", "seed=5"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(tmp_path / "stub")))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    results = tmp_path / "epymarl" / "results"
+    written = write_report("upstream", [str(results)], str(tmp_path / "out"), reps=REPS)
+    (row,) = written["rows"]
+    assert (row["env"], row["alg"], row["seeds"]) == ("lbforaging:Foraging-5x5-2p-1f-v3", "qmix", 1)
+    with open(results / "sacred" / "qmix" / "lbforaging:Foraging-5x5-2p-1f-v3" / "1" / "metrics.json") as f:
+        test_returns = json.load(f)["test_return_mean"]
+    assert row["estimates"]["final"]["mean"][0] == pytest.approx(test_returns["values"][-1])
+    assert row["reached"] == [test_returns["steps"][-1]] and row["budget"] == [400]
+
+
+# --- grids of real runs ----------------------------------------------------------------------------
+
+def test_grid_from_yaml_expands_variants_env_variants_and_seeds(tmp_path):
+    from comparison.grid import expand, grid_from_yaml
+    from run_config import ConfigError
+
+    path = tmp_path / "grid.yaml"
+    path.write_text("""
+name: yaml_grid
+configs: [vdn]
+variants:
+  qmix_slow: {config: qmix, with: {lr: 0.0001}}
+env_configs:
+  game: {env_config: matrix_game, with: {env_args.payoff: [[1, 0], [0, 2]]}}
+seeds: [4, 8]
+with: {t_max: 123}
+""")
+    grid_cells = expand(grid_from_yaml(str(path)))
+    assert [cell.cell_id for cell in grid_cells] == [
+        "vdn__game__seed4", "qmix_slow__game__seed4", "vdn__game__seed8", "qmix_slow__game__seed8"]
+    qmix_slow = grid_cells[1]
+    assert qmix_slow.t_max == 123 and qmix_slow.alg.config == "qmix"
+    assert qmix_slow.overrides == ("t_max=123", "env_args.payoff=[[1, 0], [0, 2]]", "lr=0.0001", "name=qmix_slow",
+                                   "seed=4")
+    path.write_text("name: bad\nconfigs: [qmix]\nenv_configs: [matrix_game]\nwith: {lr_rate: 0.1}\n")
+    with pytest.raises(ConfigError, match="cell qmix on matrix_game: .*lr_rate.*'lr'"):
+        expand(grid_from_yaml(str(path)))
+
+
+TINY_GRID = ["--configs=qmix,vdn", "--env-configs=matrix_game", "--seeds=2", "--reps=100", "with",
+             "t_max=300", "test_interval=100", "test_nepisode=4", "log_interval=100", "runner_log_interval=100",
+             "learner_log_interval=100", "batch_size=4", "buffer_size=32", "save_model_interval=100"]
+
+
+def grid_runs(grid_dir):
+    found = {}
+    for run in load_runs([str(grid_dir)]):
+        found[(run.alg, run.seed)] = run
+    return found
+
+
+def check_four_runs(grid_dir):
+    runs = grid_runs(grid_dir)
+    assert sorted(runs) == [("qmix", 1), ("qmix", 2), ("vdn", 1), ("vdn", 2)]
+    for (alg, seed), run in runs.items():
+        assert run.status == "COMPLETED" and run.steps[-1] >= 300
+        assert f"cells/{alg}__matrix_game__seed{seed}/sacred/" in run.path
+        with open(os.path.join(run.path, "config.json")) as f:
+            assert json.load(f)["seed"] == seed
+
+
+def grid_argv(*flags):
+    """The tiny grid's command line with extra flags before its `with` overrides."""
+    at = TINY_GRID.index("with")
+    return [*TINY_GRID[:at], *flags, *TINY_GRID[at:]]
+
+
+def test_grid_on_the_process_pool_reports_a_failing_cell_and_runs_the_others(tmp_path, capsys):
+    flags = ["--variant", f"broken=qmix checkpoint_path={tmp_path}/no_such_models", "--name=pool",
+             f"--comparisons-dir={tmp_path}", "--workers=2"]
+    argv = grid_argv(*flags)
+    assert compare.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "cell broken__matrix_game__seed1 failed (exit code 2)" in err
+    assert "checkpoint_path=" in err and "no_such_models does not exist" in err   # command, stderr tail
+    check_four_runs(tmp_path / "pool")
+    assert os.path.isfile(tmp_path / "pool" / "report.md") and os.path.isfile(tmp_path / "pool" / "curves.png")
+
+    # A rerun leaves finished and failed cells alone; --retry-failed runs the failed ones again.
+    assert compare.main(argv) == 1
+    assert "failed earlier (not rerun; add --retry-failed)" in capsys.readouterr().err
+    state = cells.read_state(tmp_path / "pool" / "cells" / "qmix__matrix_game__seed1")
+    assert state["attempt"] == 1 and state["status"] == "done"
+    assert state["worker_pid"] == os.getpid()   # a thread of this process started main.py
+    assert cells.read_state(tmp_path / "pool" / "cells" / "broken__matrix_game__seed2")["attempt"] == 1
+    compare.main(grid_argv(*flags, "--retry-failed", "--no-report"))
+    assert cells.read_state(tmp_path / "pool" / "cells" / "broken__matrix_game__seed2")["attempt"] == 2
+    assert cells.read_state(tmp_path / "pool" / "cells" / "qmix__matrix_game__seed1")["attempt"] == 1
+
+
+def test_interrupted_grid_resumes_from_checkpoints(tmp_path, capsys):
+    argv = ["--configs=qmix", "--env-configs=matrix_game", "--seeds=2", "--name=half", f"--comparisons-dir={tmp_path}",
+            "--workers=1", "--no-report", "with", "t_max=2000", "test_interval=400", "test_nepisode=4",
+            "log_interval=400", "runner_log_interval=400", "learner_log_interval=400", "batch_size=4",
+            "buffer_size=32", "save_model_interval=400"]
+    grid_dir = tmp_path / "half"
+    second = grid_dir / "cells" / "qmix__matrix_game__seed2"
+    process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "src", "compare.py"), *argv],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:   # interrupt the grid once the second cell has written a checkpoint
+        while cells.resumable_checkpoint(str(second)) is None:
+            assert process.poll() is None, "the grid ended before it could be interrupted"
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert cells.read_state(grid_dir / "cells" / "qmix__matrix_game__seed1")["status"] == "done"
+    assert cells.read_state(second)["status"] == "running"
+    checkpoint = cells.resumable_checkpoint(str(second))
+    assert compare.main([*argv[:argv.index("with")], "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "qmix__matrix_game__seed1: skip (done)" in printed
+    assert "qmix__matrix_game__seed2: resume" in printed and f"checkpoint_path={checkpoint}" in printed
+
+    assert compare.main(argv) == 0
+    assert cells.read_state(grid_dir / "cells" / "qmix__matrix_game__seed1")["attempt"] == 1   # skipped
+    state = cells.read_state(second)
+    assert state["status"] == "done" and state["attempt"] == 2
+    assert f"checkpoint_path={checkpoint}" in state["command"] and "resume=True" in state["command"]
+    runs = grid_runs(grid_dir)
+    assert runs[("qmix", 2)].steps[-1] >= 2000 and runs[("qmix", 2)].run_id == 2   # the resumed run
+    with open(os.path.join(runs[("qmix", 2)].path, "config.json")) as f:
+        assert json.load(f)["resume"] is True
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_grid_on_ray_runs_each_cell_as_a_task(tmp_path, local_ray):
+    assert compare.main(grid_argv("--name=ray", f"--comparisons-dir={tmp_path}", "--ray")) == 0
+    check_four_runs(tmp_path / "ray")
+    workers = {cells.read_state(tmp_path / "ray" / "cells" / f"{alg}__matrix_game__seed{seed}")["worker_pid"]
+               for alg in ("qmix", "vdn") for seed in (1, 2)}
+    assert os.getpid() not in workers   # Ray's worker processes ran the cells, not this one
