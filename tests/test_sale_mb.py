@@ -829,6 +829,35 @@ def test_fixed_encoder_refresh_order():
         assert target.read_target_encoder and not live.read_target_encoder
 
 
+def generation_mismatches(learner, updates=12):
+    """Updates after which the target agents' Q head reads, through its fixed target encoder, an
+    encoder other than the fixed encoder it was trained with (that of the last hard copy's update)."""
+    batch = make_batch()
+    live, target = learner.mac.agent, learner.target_mac.agent
+    trained_with = copy.deepcopy(live.fixed_encoder)
+    mismatches = []
+    for update in range(1, updates + 1):
+        used = copy.deepcopy(live.fixed_encoder)  # what this update's live Q head reads
+        learner.train(batch, t_env=update, episode_num=update)
+        if learner.last_target_update_step == learner.training_steps:
+            trained_with = used
+        if not state_equal(target.fixed_target_encoder, trained_with):
+            mismatches.append(update)
+    return mismatches
+
+
+def test_encoder_refresh_with_the_target_copy_keeps_generations_matched():
+    """sale_refresh_interval=null (the default, TD7): after every update the target Q head reads
+    the encoder generation it was trained with. An interval other than the target interval (the
+    previous 250 vs 200, here 2 vs 3) does not: the check sees that."""
+    assert _config("sale_mb")["sale_refresh_interval"] is None
+    aligned = make_learner(0, target_update_interval_or_tau=3)
+    assert generation_mismatches(aligned) == []
+    assert not state_equal(aligned.mac.agent.fixed_encoder, aligned.mac.agent.fixed_target_encoder)
+    assert generation_mismatches(make_learner(0, target_update_interval_or_tau=3,
+                                              sale_refresh_interval=2)) != []
+
+
 # =================================================================================================
 # 8. Gradient routes (spec section 4): one loss at a time, by zeroing the others' weights
 NO_MODEL_LOSS = dict(recon_loss_weight=0.0, avail_loss_weight=0.0, kl_weight=0.0,
@@ -943,6 +972,7 @@ def test_every_config_trains_end_to_end_and_logs_its_metrics(tmp_path, alg, pres
     (["mixer=qmix"], "set mixer=qmix_sale"),                      # mixer is honoured or refused
     (["use_rnn=False"], "use_rnn=False is not supported"),        # sale_agent is always a GRU
     (["obs_individual_obs=True"], "does not read obs_individual_obs"),
+    (["target_update_interval_or_tau=1"], "sale_refresh_interval=null refreshes"),
 ])
 def test_inconsistent_configs_stop_at_start_up(tmp_path, overrides, message):
     """Exit code 2, a message naming the problem, no traceback, nothing written."""

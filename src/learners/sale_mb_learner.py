@@ -97,6 +97,10 @@ class SALEMBLearner:
                              "have no state to read; drop 'state' or enable the state decoder")
         if config["agent"] == "sale_agent" and config["mac"] != "basic_mac":
             raise ValueError("agent=sale_agent runs under mac=basic_mac (shared parameters)")
+        if config["sale_refresh_interval"] is None and config["target_update_interval_or_tau"] <= 1:
+            raise ValueError("sale_refresh_interval=null refreshes the SALE encoders with the hard "
+                             "target copy, but target_update_interval_or_tau <= 1 is a soft update: "
+                             "set an integer sale_refresh_interval (TD7: 250)")
         if config["rollout_depth"] < 1:
             raise ValueError(f"rollout_depth must be >= 1, got {config['rollout_depth']}")
         kl_balance = config["kl_balance"]
@@ -154,7 +158,7 @@ class SALEMBLearner:
         self.last_target_update_step = update_targets(
             [(self.target_mac.agent, self.mac.agent), (self.target_mixer, self.mixer)],
             args.target_update_interval_or_tau, self.training_steps, self.last_target_update_step)
-        self.model.refresh_encoders(self.mac.agent, self.target_mac.agent, self.training_steps)
+        self.model.refresh_encoders(self.mac.agent, self.target_mac.agent, self._encoder_refresh_due())
 
         if t_env - self.log_stats_t >= args.learner_log_interval:
             stats.update(loss=td_loss + model_loss, grad_norm=grad_norms[0],
@@ -243,6 +247,15 @@ class SALEMBLearner:
             weights = reach * start_mask.unsqueeze(2)
         count = (start_mask.sum() * horizon).clamp_min(1)
         return (weights * (q_tot - targets).pow(2)).sum() / count
+
+    def _encoder_refresh_due(self):
+        """Whether TD7's fixed encoders refresh after this update: every ``sale_refresh_interval``
+        updates, or (null) together with the hard target copy, as TD7 does, so the target Q head
+        always reads the encoder generation it was trained with."""
+        interval = self.args.sale_refresh_interval
+        if interval is None:
+            return self.last_target_update_step == self.training_steps
+        return self.training_steps % interval == 0
 
     def _clip(self, values):
         """TD7: bootstrapped values clipped to the range of the targets seen so far."""

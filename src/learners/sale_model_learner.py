@@ -62,12 +62,12 @@ class SALEModelLearner:
                  "joint_sale": self.joint_sale}
         return {name: module for name, module in parts.items() if module is not None}
 
-    def refresh_encoders(self, agent, target_agent, training_steps):
-        """TD7's fixed encoders: every ``sale_refresh_interval`` updates the live agents refresh
-        theirs, then the target agents take the live agents' copies."""
+    def refresh_encoders(self, agent, target_agent, refresh):
+        """TD7's fixed encoders: when ``refresh`` (the learner's schedule, ``sale_refresh_interval``)
+        the live agents refresh theirs; then the target agents take the live agents' copies."""
         if not self.agent_sale:
             return
-        if training_steps % self.args.sale_refresh_interval == 0:
+        if refresh:
             agent.refresh_fixed_encoders()
         target_agent.copy_fixed_encoders(agent)
 
