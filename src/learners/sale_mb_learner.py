@@ -26,7 +26,7 @@ from types import SimpleNamespace
 
 import torch
 
-from learners.sale_model_learner import SALEModelLearner, imagined_steps
+from learners.sale_model_learner import REWARD_HEAD_TARGETS, SALEModelLearner, imagined_steps
 from modules.mixers.qmix_sale import QMixSALE, check_mixer_inputs
 from utils.running_mean_std import RunningMeanStd
 from utils.td_utils import (build_td_targets, greedy_next_qs, load_file, masked_mean,
@@ -101,6 +101,17 @@ class SALEMBLearner:
             raise ValueError("sale_refresh_interval=null refreshes the SALE encoders with the hard "
                              "target copy, but target_update_interval_or_tau <= 1 is a soft update: "
                              "set an integer sale_refresh_interval (TD7: 250)")
+        if config["reward_head_target"] not in REWARD_HEAD_TARGETS:
+            raise ValueError(f"reward_head_target must be one of {list(REWARD_HEAD_TARGETS)}, got "
+                             f"{config['reward_head_target']!r}")
+        if config["reward_scale_floor"] <= 0:
+            raise ValueError(f"reward_scale_floor must be > 0, got {config['reward_scale_floor']}")
+        if not isinstance(config["model_update_interval"], int) or config["model_update_interval"] < 1:
+            raise ValueError(f"model_update_interval must be an integer >= 1 (1: every update), "
+                             f"got {config['model_update_interval']!r}")
+        gate = config["imagined_td_gate"]
+        if gate is not None and gate <= 0:
+            raise ValueError(f"imagined_td_gate must be > 0 nats (or null: no gate), got {gate}")
         if config["rollout_depth"] < 1:
             raise ValueError(f"rollout_depth must be >= 1, got {config['rollout_depth']}")
         kl_balance = config["kl_balance"]
@@ -117,12 +128,16 @@ class SALEMBLearner:
         with torch.no_grad():
             target_qs, target_hidden = forward_episodes(self.target_mac, batch)
 
-        # ====== model step: world model, joint SALE, agents' SALE ======
-        model_loss, stats, latents, sale = self.model.update(e, self.mac.agent, target_hidden)
+        # ====== model step: world model, joint SALE, agents' SALE (every k-th update) ======
+        train_model = self.training_steps % args.model_update_interval == 0
+        model_loss, stats, latents, sale = self.model.update(e, self.mac.agent, target_hidden,
+                                                             train_model)
 
         # ====== context c^t = [s^t, F(Z^t), m^t] (imagination from every slot) ======
-        foresight, rollout = self.model.imagine(self.mac, latents, agent_qs, hidden, e.avail,
-                                                self.training_steps)
+        foresight, rollout = None, None
+        if train_model or "foresight" in args.mixer_inputs:
+            foresight, rollout = self.model.imagine(self.mac, latents, agent_qs, hidden, e.avail,
+                                                    self.training_steps)
         context = self.mixer.context(state=e.state, sale=sale, foresight=foresight)
 
         # ====== real TD on every step ======
@@ -137,12 +152,13 @@ class SALEMBLearner:
         td_loss = stats["td_loss"]
 
         # ====== imagined TD from all slots, or `imagination_starts` sampled ones ======
-        if rollout is not None and args.imagined_td_weight > 0:
+        if rollout is not None and train_model and args.imagined_td_weight > 0:
             starts = self._sample_starts(e.start_mask)
             stats["imagined_td_loss"] = self._imagined_td_loss(
                 _take_all(rollout, starts), _take(agent_qs, starts), _take(hidden, starts),
                 _take(target_hidden, starts), _take(context, starts), _take(e.start_mask, starts))
-            td_loss = td_loss + args.imagined_td_weight * stats["imagined_td_loss"]
+            stats["imagined_td_weight"] = self._imagined_td_weight(stats)
+            td_loss = td_loss + stats["imagined_td_weight"] * stats["imagined_td_loss"]
 
         # ====== optimiser steps: one backward, one Adam step per parameter group ======
         for optimiser in self.optimisers:
@@ -186,13 +202,15 @@ class SALEMBLearner:
         slot_mask = batch["filled"].float()
         ended_before = torch.cat([torch.zeros_like(terminated[:, :1]),
                                   terminated.cumsum(dim=1).clamp_max(1)], dim=1)
-        rewards = batch["reward"][:, :-1]
+        raw_rewards = batch["reward"][:, :-1]
+        rewards = raw_rewards
         if self.args.standardise_rewards:
-            rewards = self.rew_ms.standardise(rewards, step_mask)
+            rewards = self.rew_ms.standardise(raw_rewards, step_mask)
         return batch, SimpleNamespace(
             obs=batch["obs"].flatten(3), state=batch["state"].flatten(2),
             actions=batch["actions"][:, :-1], actions_onehot=batch["actions_onehot"],
             avail=batch["avail_actions"].float(), terminated=terminated, rewards=rewards,
+            model_rewards=self.model.reward_targets(raw_rewards, rewards, step_mask),
             step_mask=step_mask, slot_mask=slot_mask, start_mask=slot_mask * (1 - ended_before))
 
     def _sample_starts(self, start_mask):
@@ -241,12 +259,28 @@ class SALEMBLearner:
                                      rollout["avail"], self.args.double_q)
             next_q_tot = self._clip(self.target_mixer(next_qs, contexts[:, :, 1:]))
             continuations = rollout["continuations"]
-            targets = rollout["rewards"] + self.args.gamma * continuations * next_q_tot
+            rewards = self.model.td_rewards(rollout["rewards"], self._td_reward_units)
+            targets = rewards + self.args.gamma * continuations * next_q_tot
             reach = torch.cumprod(torch.cat([torch.ones_like(continuations[:, :, :1]),
                                              continuations[:, :, :-1]], dim=2), dim=2)
             weights = reach * start_mask.unsqueeze(2)
         count = (start_mask.sum() * horizon).clamp_min(1)
         return (weights * (q_tot - targets).pow(2)).sum() / count
+
+    def _td_reward_units(self, raw):
+        """Env rewards [...] in the units TD learns from (standardised by the running statistics,
+        not updated, with ``standardise_rewards``)."""
+        if not self.args.standardise_rewards:
+            return raw
+        return (raw - self.rew_ms.mean) / torch.sqrt(self.rew_ms.var)
+
+    def _imagined_td_weight(self, stats):
+        """lambda_img, or with ``imagined_td_gate`` = g nats lambda_img * exp(-KL / g), KL the
+        world model's one-step latent error on this batch (its KL term, no gradient)."""
+        gate = self.args.imagined_td_gate
+        if gate is None:
+            return self.args.imagined_td_weight
+        return self.args.imagined_td_weight * torch.exp(-stats["wm_kl_loss"].detach() / gate)
 
     def _encoder_refresh_due(self):
         """Whether TD7's fixed encoders refresh after this update: every ``sale_refresh_interval``
@@ -294,7 +328,9 @@ class SALEMBLearner:
         torch.save({"training_steps": self.training_steps,
                     "last_target_update_step": self.last_target_update_step,
                     "log_stats_t": self.log_stats_t, "rew_ms": self.rew_ms.state_dict(),
-                    "target_range": list(self.target_range)},
+                    "target_range": list(self.target_range),
+                    "reward_scale": None if self.model.reward_scale is None
+                    else self.model.reward_scale.state_dict()},
                    os.path.join(path, "learner_state.th"))
 
     def load_models(self, path):
@@ -314,6 +350,8 @@ class SALEMBLearner:
         self.log_stats_t = state["log_stats_t"]
         self.rew_ms.load_state_dict(state["rew_ms"])
         self.target_range = list(state["target_range"])
+        if self.model.reward_scale is not None:
+            self.model.reward_scale.load_state_dict(state["reward_scale"])
 
 
 OPTIMISER_FILES = ("opt.th", "wm_opt.th")  # the TD group's Adam, the model group's
