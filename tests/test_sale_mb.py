@@ -859,6 +859,89 @@ def test_encoder_refresh_with_the_target_copy_keeps_generations_matched():
 
 
 # =================================================================================================
+# 7b. Learning changes of issue 9 (each a key; the defaults keep the previous behaviour)
+def zero_reward_batch(first_reward=None):
+    """full_batch with every reward 0, or one reward of ``first_reward`` (episode 0, step 2)."""
+    batch = full_batch()
+    rewards = batch.data.transition_data["reward"]
+    rewards.zero_()
+    if first_reward is not None:
+        rewards[0, 2] = first_reward
+    return batch
+
+
+@pytest.mark.parametrize("target, bounded", [("td", False), ("raw", True), ("symlog", True),
+                                             ("scaled", True)])
+def test_reward_head_loss_stays_bounded_when_the_first_reward_arrives(target, bounded):
+    """After 100k zero rewards (the running statistics they leave) the first reward of 1: the
+    reward head's loss on that batch stays below (1 / reward_scale_floor)^2 = 100 with raw,
+    symlog and scaled targets; the standardised TD rewards (td, the default) blow it past 1000."""
+    learner = make_learner(0, reward_head_target=target, wm_warmup=1000)
+    for _ in range(100):
+        learner.rew_ms.update(torch.zeros(1000, 1))
+        if learner.model.reward_scale is not None:
+            learner.model.reward_scale.update(torch.zeros(1000, 1))
+    learner.train(zero_reward_batch(first_reward=1.0), t_env=0, episode_num=0)
+    (loss,) = logged(learner, "wm_reward_loss")
+    floor = learner.args.reward_scale_floor
+    assert (loss < (1 / floor) ** 2) == bounded, loss
+    assert bounded or loss > 1000
+
+
+@pytest.mark.parametrize("target", ["td", "raw", "symlog", "scaled"])
+def test_imagined_rewards_map_back_to_the_rewards_td_learns_from(target):
+    """The reward head's targets, read back by td_rewards, are TD's rewards: imagined TD and
+    real TD use the same units whatever the head fits."""
+    learner = make_learner(0, reward_head_target=target)
+    raw = make_batch()["reward"][:, :-1]
+    mask = torch.ones_like(raw)
+    td = learner.rew_ms.standardise(raw, mask)
+    head_targets = learner.model.reward_targets(raw, td, mask)
+    assert torch.allclose(learner.model.td_rewards(head_targets, learner._td_reward_units), td,
+                          atol=1e-5)
+
+
+def test_model_update_interval_trains_the_model_and_imagined_td_every_k_updates(monkeypatch):
+    """k=3 over 7 updates: the world-model loss and imagined TD run at updates 0, 3, 6 only; in
+    between the world model and the SALE encoders do not change, while the agents do."""
+    learner = make_learner(0, model_update_interval=3)
+    calls = {"world_model.loss": 0}
+    loss = learner.model.world_model.loss
+
+    def counted_loss(*args, **kwargs):
+        calls["world_model.loss"] += 1
+        return loss(*args, **kwargs)
+
+    monkeypatch.setattr(learner.model.world_model, "loss", counted_loss)
+    batch = full_batch()
+    for update in range(7):
+        before = copy.deepcopy((learner.model.world_model, learner.mac.agent.encoder,
+                                learner.mac.agent.rnn))
+        learner.train(batch, t_env=update, episode_num=update)
+        model_trained = update % 3 == 0
+        assert state_equal(before[0], learner.model.world_model) != model_trained, update
+        assert state_equal(before[1], learner.mac.agent.encoder) != model_trained, update
+        assert not state_equal(before[2], learner.mac.agent.rnn), update
+    assert calls["world_model.loss"] == 3
+    assert len(logged(learner, "imagined_td_loss")) == 3 and len(logged(learner, "td_loss")) == 7
+
+
+def test_imagined_td_gate_weighs_imagined_td_by_the_models_error():
+    """imagined_td_gate = g: imagined TD enters the loss at lambda_img * exp(-KL / g), KL the
+    batch's world-model KL term; without a gate at lambda_img."""
+    for gate in (None, 0.5):
+        learner = make_learner(0, imagined_td_gate=gate)
+        learner.train(full_batch(), t_env=0, episode_num=0)
+        (kl,), (weight,) = logged(learner, "wm_kl_loss"), logged(learner, "imagined_td_weight")
+        expected = 0.5 if gate is None else 0.5 * math.exp(-kl / gate)
+        assert weight == pytest.approx(expected, rel=1e-5)
+        assert gate is None or weight < 0.4  # the untrained model's KL is well above 0.1 nats
+        (loss,), (td,), (img,) = (logged(learner, key) for key in ("loss", "td_loss", "imagined_td_loss"))
+        model = sum(logged(learner, key)[0] for key in ("wm_loss", "joint_sale_loss", "agent_sale_loss"))
+        assert loss == pytest.approx(td + weight * img + model, rel=1e-5)
+
+
+# =================================================================================================
 # 8. Gradient routes (spec section 4): one loss at a time, by zeroing the others' weights
 NO_MODEL_LOSS = dict(recon_loss_weight=0.0, avail_loss_weight=0.0, kl_weight=0.0,
                      kl_prior_weight=0.0, reward_loss_weight=0.0, continuation_loss_weight=0.0,
