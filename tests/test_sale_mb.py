@@ -719,17 +719,19 @@ def test_imagination_starts_prefers_valid_slots():
     assert torch.equal(seen > 0, start_mask.squeeze(-1) > 0)
 
 
-def test_save_then_load_resumes_exactly(tmp_path):
-    """A fresh learner loaded from a checkpoint has identical live and target Qs, world model,
-    optimiser states and counters; one more update on each gives identical networks."""
+@pytest.mark.parametrize("overrides", [dict(), dict(target_context=True, reward_head_target="scaled")])
+def test_save_then_load_resumes_exactly(tmp_path, overrides):
+    """A fresh learner loaded from a checkpoint has identical live and target Qs, world model
+    (and its target copies), optimiser states, counters and reward statistics; one more update
+    on each gives identical networks."""
     batch = make_batch()
-    saved = make_learner(0, target_update_interval_or_tau=2, sale_refresh_interval=2)
+    saved = make_learner(0, target_update_interval_or_tau=2, sale_refresh_interval=2, **overrides)
     for update in range(3):
         saved.train(batch, t_env=update, episode_num=update)
     saved.save_models(str(tmp_path))
     assert set(os.listdir(tmp_path)) == {"agent.th", "target_agent.th", "mixer.th", "target_mixer.th",
                                          "world_model.th", "opt.th", "wm_opt.th", "learner_state.th"}
-    loaded = make_learner(1, target_update_interval_or_tau=2, sale_refresh_interval=2)
+    loaded = make_learner(1, target_update_interval_or_tau=2, sale_refresh_interval=2, **overrides)
     loaded.load_models(str(tmp_path))
 
     with torch.no_grad():
@@ -753,6 +755,13 @@ def test_save_then_load_resumes_exactly(tmp_path):
                 torch.testing.assert_close(loaded_state[key][field], value, rtol=0, atol=0)
     assert (loaded.training_steps, loaded.last_target_update_step, loaded.target_range) == \
         (saved.training_steps, saved.last_target_update_step, saved.target_range)
+    if overrides:
+        for name, module in saved.target_model.parts().items():
+            assert state_equal(loaded.target_model.parts()[name], module), name
+            assert not state_equal(saved.model.parts()[name], module), name  # a real copy
+        loaded_scale, saved_scale = loaded.model.reward_scale, saved.model.reward_scale
+        assert loaded_scale.count == saved_scale.count and saved_scale.count > 1
+        assert torch.equal(loaded_scale.var, saved_scale.var) and torch.equal(loaded_scale.mean, saved_scale.mean)
 
     for learner in (saved, loaded):
         torch.manual_seed(5)
@@ -939,6 +948,20 @@ def test_imagined_td_gate_weighs_imagined_td_by_the_models_error():
         (loss,), (td,), (img,) = (logged(learner, key) for key in ("loss", "td_loss", "imagined_td_loss"))
         model = sum(logged(learner, key)[0] for key in ("wm_loss", "joint_sale_loss", "agent_sale_loss"))
         assert loss == pytest.approx(td + weight * img + model, rel=1e-5)
+
+
+@pytest.mark.parametrize("alg", ["sale_mb", "sale_mb_no_wm"])
+def test_target_context_moves_only_when_the_targets_refresh(alg):
+    """target_context=True: the target mixer's context c^{t+1} stays the same over updates of the
+    live networks (world model, joint SALE, rollout encoder, agents) until the hard target copy
+    after update 3, then changes. The default (False) reads live networks: it moves every update."""
+    learner = make_learner(0, alg=alg, target_context=True, target_update_interval_or_tau=3)
+    batch = full_batch()
+    target_contexts = [mixer_contexts(learner, batch)[1] for _ in range(4)]
+    assert all(torch.equal(target_contexts[0], context) for context in target_contexts[1:3])
+    assert not torch.equal(target_contexts[0], target_contexts[3])
+    live = make_learner(0, alg=alg, target_update_interval_or_tau=3)
+    assert not torch.equal(mixer_contexts(live, batch)[1], mixer_contexts(live, batch)[1])
 
 
 # =================================================================================================

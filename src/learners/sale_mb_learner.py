@@ -46,6 +46,8 @@ class SALEMBLearner:
         if hasattr(mac.agent, "read_target_encoder"):
             self.target_mac.agent.read_target_encoder = True
         self.target_mixer = copy.deepcopy(self.mixer)
+        # target_context: target copies of the world model, joint SALE and rollout encoder
+        self.target_model = copy.deepcopy(self.model) if args.target_context else None
 
         self.training_steps = 0
         self.last_target_update_step = 0
@@ -145,7 +147,9 @@ class SALEMBLearner:
         q_tot = self.mixer(chosen_qs, context[:, :-1])
         with torch.no_grad():
             next_qs = greedy_next_qs(agent_qs[:, 1:], target_qs[:, 1:], e.avail[:, 1:], args.double_q)
-            next_q_tot = self._clip(self.target_mixer(next_qs, context[:, 1:].detach()))
+            next_context = (context[:, 1:].detach() if self.target_model is None
+                            else self._target_context(e, target_qs, target_hidden)[:, 1:])
+            next_q_tot = self._clip(self.target_mixer(next_qs, next_context))
             targets = build_td_targets(e.rewards, e.terminated, next_q_tot, args.gamma)
         td_error = q_tot - targets
         stats["td_loss"] = masked_mean(td_error.pow(2), e.step_mask)
@@ -172,7 +176,8 @@ class SALEMBLearner:
         # ====== target networks and fixed encoders ======
         self.training_steps += 1
         self.last_target_update_step = update_targets(
-            [(self.target_mac.agent, self.mac.agent), (self.target_mixer, self.mixer)],
+            [(self.target_mac.agent, self.mac.agent), (self.target_mixer, self.mixer),
+             *self._target_model_pairs()],
             args.target_update_interval_or_tau, self.training_steps, self.last_target_update_step)
         self.model.refresh_encoders(self.mac.agent, self.target_mac.agent, self._encoder_refresh_due())
 
@@ -267,6 +272,29 @@ class SALEMBLearner:
         count = (start_mask.sum() * horizon).clamp_min(1)
         return (weights * (q_tot - targets).pow(2)).sum() / count
 
+    @torch.no_grad()
+    def _target_context(self, e, target_qs, target_hidden):
+        """c' [B, T+1, C] from target networks only (``target_context``): the target world
+        model's posterior means Z', F'(Z') and the foresight of an imagination by the target world
+        model and target agents read by the target rollout encoder, so the TD targets move only
+        when the targets refresh."""
+        model = self.target_model
+        latents = model.posterior_means(e.obs, target_hidden)
+        sale = model.embed_sale(latents if latents is not None else e.state)
+        foresight = None
+        if "foresight" in self.args.mixer_inputs:
+            foresight, _ = model.imagine(self.target_mac, latents, target_qs, target_hidden,
+                                         e.avail, self.training_steps)
+        return self.target_mixer.context(state=e.state, sale=sale, foresight=foresight)
+
+    def _target_model_pairs(self):
+        """(target, live) pairs of the model parts the target context reads (none without
+        ``target_context``)."""
+        if self.target_model is None:
+            return []
+        targets = self.target_model.parts()
+        return [(targets[name], module) for name, module in self.model.parts().items()]
+
     def _td_reward_units(self, raw):
         """Env rewards [...] in the units TD learns from (standardised by the running statistics,
         not updated, with ``standardise_rewards``)."""
@@ -309,19 +337,21 @@ class SALEMBLearner:
         """EPyMARL's call: the MACs by their own ``cuda()``, everything else here."""
         self.mac.cuda()
         self.target_mac.cuda()
-        for module in (self.mixer, self.target_mixer, *self.model.parts().values()):
+        target_parts = self.target_model.parts().values() if self.target_model is not None else ()
+        for module in (self.mixer, self.target_mixer, *self.model.parts().values(), *target_parts):
             module.cuda()
         self.rew_ms.to("cuda")
 
     def save_models(self, path):
         """agent.th (live, fixed and fixed-target encoders inside), target_agent.th, mixer.th,
-        target_mixer.th, world_model.th (world model, rollout encoder, joint SALE), opt.th,
+        target_mixer.th, world_model.th (world model, rollout encoder, joint SALE; with
+        ``target_context`` also their target copies), opt.th,
         wm_opt.th and learner_state.th (counters, reward statistics, target range)."""
         self.mac.save_models(path)
         torch.save(self.target_mac.agent.state_dict(), os.path.join(path, "target_agent.th"))
         torch.save(self.mixer.state_dict(), os.path.join(path, "mixer.th"))
         torch.save(self.target_mixer.state_dict(), os.path.join(path, "target_mixer.th"))
-        torch.save({name: module.state_dict() for name, module in self.model.parts().items()},
+        torch.save({name: module.state_dict() for name, module in self._model_parts().items()},
                    os.path.join(path, "world_model.th"))
         for optimiser, name in zip(self.optimisers, OPTIMISER_FILES):
             torch.save(optimiser.state_dict(), os.path.join(path, name))
@@ -333,6 +363,13 @@ class SALEMBLearner:
                     else self.model.reward_scale.state_dict()},
                    os.path.join(path, "learner_state.th"))
 
+    def _model_parts(self):
+        """The model part's modules by name, with their target copies as target_<name>."""
+        parts = dict(self.model.parts())
+        if self.target_model is not None:
+            parts.update({f"target_{name}": module for name, module in self.target_model.parts().items()})
+        return parts
+
     def load_models(self, path):
         load_file(path, "agent.th")  # a damaged file is named before the MAC reads it
         self.mac.load_models(path)
@@ -340,7 +377,7 @@ class SALEMBLearner:
         self.mixer.load_state_dict(load_file(path, "mixer.th"))
         self.target_mixer.load_state_dict(load_file(path, "target_mixer.th"))
         models = load_file(path, "world_model.th")
-        for name, module in self.model.parts().items():
+        for name, module in self._model_parts().items():
             module.load_state_dict(models[name])
         for optimiser, name in zip(self.optimisers, OPTIMISER_FILES):
             optimiser.load_state_dict(load_file(path, name))
