@@ -964,6 +964,20 @@ def test_target_context_moves_only_when_the_targets_refresh(alg):
     assert not torch.equal(mixer_contexts(live, batch)[1], mixer_contexts(live, batch)[1])
 
 
+@pytest.mark.parametrize("overrides", [dict(mixer_inputs=["state", "sale"]), dict(rollout_depth=1)])
+def test_cheaper_foresight_settings_keep_imagined_td(overrides):
+    """Foresight off (mixer_inputs without it: the mixer reads [s, z_s] and the rollout encoder
+    gets no gradient) or one step deep (the encoder reads one imagined step and is trained):
+    imagined TD still runs and trains the agents."""
+    learner = make_learner(0, **overrides)
+    live, _ = mixer_contexts(learner, full_batch())
+    foresight_off = "mixer_inputs" in overrides
+    assert live.shape[-1] == STATE_DIM + SMALL["sale_dim"] + (0 if foresight_off else SMALL["imagination_dim"])
+    assert math.isfinite(logged(learner, "imagined_td_loss")[0])
+    assert has_gradient(learner.model.rollout_encoder) != foresight_off
+    assert has_gradient(learner.mac.agent.rnn)
+
+
 # =================================================================================================
 # 8. Gradient routes (spec section 4): one loss at a time, by zeroing the others' weights
 NO_MODEL_LOSS = dict(recon_loss_weight=0.0, avail_loss_weight=0.0, kl_weight=0.0,
@@ -1096,6 +1110,8 @@ def test_inconsistent_configs_stop_at_start_up(tmp_path, overrides, message):
     ["kl_balance=null"],                                                    # sale_mb_no_klbal
     ["use_state_decoder=False", "mixer_inputs=['sale','foresight']"],       # sale_mb_no_state
     ["imagination_starts=null"],                                            # every step
+    ["mixer_inputs=['state','sale']"],                                      # no foresight
+    ["rollout_depth=1"],                                                    # foresight depth 1
 ])
 def test_each_ablation_can_be_set_on_the_command_line(tokens):
     """The ablations' combinations (and the documented nulls) pass every start-up check."""
