@@ -13,7 +13,10 @@ One update on a batch of real episodes (slots t = 0..T, transitions t = 0..T-1):
    ``imagination_starts`` sampled ones (the agents re-run those with gradient), each weighted by
    the product of the earlier predicted continuations, the mixer reading [s_hat, F(Z_hat), m_hat];
 6. one backward pass; one Adam step per parameter group (see ``_parameter_groups``);
-7. target networks and TD7's fixed encoders refresh.
+7. target networks and TD7's fixed encoders refresh (by default together, as in TD7).
+Issue 9's keys: ``model_update_interval`` (steps 2 and 5 every k-th update only),
+``reward_head_target`` (what the reward head fits), ``target_context`` (target copies of the model
+part build c^{t+1}), ``imagined_td_gate`` (step 5's weight gated by the model's error).
 The learner builds its own mixer and model part (EPyMARL has no registry for either) and uses
 only EPyMARL's MAC interface (``forward``, ``init_hidden``, ``hidden_states``, ``parameters``,
 ``agent``, ``cuda``, ``load_state``, ``save_models``, ``load_models``; a MAC with

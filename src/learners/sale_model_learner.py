@@ -146,9 +146,11 @@ class SALEModelLearner:
         target = self.args.reward_head_target
         if target == "td":
             return predicted
-        raw = {"raw": lambda: predicted, "symlog": lambda: symexp(predicted),
-               "scaled": lambda: predicted * self._reward_scale()}[target]()
-        return td_units(raw)
+        if target == "symlog":
+            return td_units(symexp(predicted))
+        if target == "scaled":
+            return td_units(predicted * self._reward_scale())
+        return td_units(predicted)
 
     def _reward_scale(self):
         return self.reward_scale.var.sqrt().clamp_min(self.args.reward_scale_floor)
