@@ -168,3 +168,22 @@ def test_an_alg_file_that_extends_itself_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(config_module, "CONFIG_DIR", str(tmp_path))
     with pytest.raises(config_module.ConfigError, match="extends itself"):
         config_module.load_named_config("algs", "loop")
+
+
+# --- GRU-QMIX: QMIX with SALE-MB's agent network, inputs and budget -------------------------------
+GRU_QMIX_SHARED = ["use_rnn", "obs_last_action", "obs_agent_id", "obs_individual_obs", "hidden_dim",
+                   "lr", "batch_size", "buffer_size", "standardise_rewards", "double_q",
+                   "target_update_interval_or_tau", "epsilon_start", "epsilon_finish",
+                   "epsilon_anneal_time", "mixing_embed_dim", "hypernet_layers", "hypernet_embed"]
+
+
+def test_qmix_gru_shares_sale_mbs_agent_network_inputs_and_budget():
+    """The GRU-QMIX baseline differs from SALE-MB only in what SALE-MB adds, and from default
+    QMIX only in the agent network and inputs."""
+    gru_qmix = build_config("qmix_gru", "lbf", [("seed", 1)])
+    sale_mb = build_config("sale_mb", "lbf", [("seed", 1)])
+    assert {key: gru_qmix[key] for key in GRU_QMIX_SHARED} == {key: sale_mb[key] for key in GRU_QMIX_SHARED}
+    assert gru_qmix["use_rnn"] and gru_qmix["obs_last_action"]
+    qmix = build_config("qmix", "lbf", [("seed", 1)])
+    differing = {key for key in qmix if qmix[key] != gru_qmix[key]}
+    assert differing == {"use_rnn", "obs_last_action", "name"}

@@ -719,17 +719,19 @@ def test_imagination_starts_prefers_valid_slots():
     assert torch.equal(seen > 0, start_mask.squeeze(-1) > 0)
 
 
-def test_save_then_load_resumes_exactly(tmp_path):
-    """A fresh learner loaded from a checkpoint has identical live and target Qs, world model,
-    optimiser states and counters; one more update on each gives identical networks."""
+@pytest.mark.parametrize("overrides", [dict(), dict(target_context=True, reward_head_target="scaled")])
+def test_save_then_load_resumes_exactly(tmp_path, overrides):
+    """A fresh learner loaded from a checkpoint has identical live and target Qs, world model
+    (and its target copies), optimiser states, counters and reward statistics; one more update
+    on each gives identical networks."""
     batch = make_batch()
-    saved = make_learner(0, target_update_interval_or_tau=2, sale_refresh_interval=2)
+    saved = make_learner(0, target_update_interval_or_tau=2, sale_refresh_interval=2, **overrides)
     for update in range(3):
         saved.train(batch, t_env=update, episode_num=update)
     saved.save_models(str(tmp_path))
     assert set(os.listdir(tmp_path)) == {"agent.th", "target_agent.th", "mixer.th", "target_mixer.th",
                                          "world_model.th", "opt.th", "wm_opt.th", "learner_state.th"}
-    loaded = make_learner(1, target_update_interval_or_tau=2, sale_refresh_interval=2)
+    loaded = make_learner(1, target_update_interval_or_tau=2, sale_refresh_interval=2, **overrides)
     loaded.load_models(str(tmp_path))
 
     with torch.no_grad():
@@ -753,6 +755,13 @@ def test_save_then_load_resumes_exactly(tmp_path):
                 torch.testing.assert_close(loaded_state[key][field], value, rtol=0, atol=0)
     assert (loaded.training_steps, loaded.last_target_update_step, loaded.target_range) == \
         (saved.training_steps, saved.last_target_update_step, saved.target_range)
+    if overrides:
+        for name, module in saved.target_model.parts().items():
+            assert state_equal(loaded.target_model.parts()[name], module), name
+            assert not state_equal(saved.model.parts()[name], module), name  # a real copy
+        loaded_scale, saved_scale = loaded.model.reward_scale, saved.model.reward_scale
+        assert loaded_scale.count == saved_scale.count and saved_scale.count > 1
+        assert torch.equal(loaded_scale.var, saved_scale.var) and torch.equal(loaded_scale.mean, saved_scale.mean)
 
     for learner in (saved, loaded):
         torch.manual_seed(5)
@@ -827,6 +836,146 @@ def test_fixed_encoder_refresh_order():
         if update >= 2:
             assert not state_equal(target.fixed_target_encoder, live.encoder)
         assert target.read_target_encoder and not live.read_target_encoder
+
+
+def generation_mismatches(learner, updates=12):
+    """Updates after which the target agents' Q head reads, through its fixed target encoder, an
+    encoder other than the fixed encoder it was trained with (that of the last hard copy's update)."""
+    batch = make_batch()
+    live, target = learner.mac.agent, learner.target_mac.agent
+    trained_with = copy.deepcopy(live.fixed_encoder)
+    mismatches = []
+    for update in range(1, updates + 1):
+        used = copy.deepcopy(live.fixed_encoder)  # what this update's live Q head reads
+        learner.train(batch, t_env=update, episode_num=update)
+        if learner.last_target_update_step == learner.training_steps:
+            trained_with = used
+        if not state_equal(target.fixed_target_encoder, trained_with):
+            mismatches.append(update)
+    return mismatches
+
+
+def test_encoder_refresh_with_the_target_copy_keeps_generations_matched():
+    """sale_refresh_interval=null (the default, TD7): after every update the target Q head reads
+    the encoder generation it was trained with. An interval other than the target interval (the
+    previous 250 vs 200, here 2 vs 3) does not: the check sees that."""
+    assert _config("sale_mb")["sale_refresh_interval"] is None
+    aligned = make_learner(0, target_update_interval_or_tau=3)
+    assert generation_mismatches(aligned) == []
+    assert not state_equal(aligned.mac.agent.fixed_encoder, aligned.mac.agent.fixed_target_encoder)
+    assert generation_mismatches(make_learner(0, target_update_interval_or_tau=3,
+                                              sale_refresh_interval=2)) != []
+
+
+# =================================================================================================
+# 7b. Learning changes of issue 9 (each a key; the defaults keep the previous behaviour)
+def zero_reward_batch(first_reward=None):
+    """full_batch with every reward 0, or one reward of ``first_reward`` (episode 0, step 2)."""
+    batch = full_batch()
+    rewards = batch.data.transition_data["reward"]
+    rewards.zero_()
+    if first_reward is not None:
+        rewards[0, 2] = first_reward
+    return batch
+
+
+@pytest.mark.parametrize("target, bounded", [("td", False), ("raw", True), ("symlog", True),
+                                             ("scaled", True)])
+def test_reward_head_loss_stays_bounded_when_the_first_reward_arrives(target, bounded):
+    """After 100k zero rewards (the running statistics they leave) the first reward of 1: the
+    reward head's loss on that batch stays below (1 / reward_scale_floor)^2 = 100 with raw,
+    symlog and scaled targets; the standardised TD rewards (td, the default) blow it past 1000."""
+    learner = make_learner(0, reward_head_target=target, wm_warmup=1000)
+    for _ in range(100):
+        learner.rew_ms.update(torch.zeros(1000, 1))
+        if learner.model.reward_scale is not None:
+            learner.model.reward_scale.update(torch.zeros(1000, 1))
+    learner.train(zero_reward_batch(first_reward=1.0), t_env=0, episode_num=0)
+    (loss,) = logged(learner, "wm_reward_loss")
+    floor = learner.args.reward_scale_floor
+    assert (loss < (1 / floor) ** 2) == bounded, loss
+    assert bounded or loss > 1000
+
+
+@pytest.mark.parametrize("target", ["td", "raw", "symlog", "scaled"])
+def test_imagined_rewards_map_back_to_the_rewards_td_learns_from(target):
+    """The reward head's targets, read back by td_rewards, are TD's rewards: imagined TD and
+    real TD use the same units whatever the head fits."""
+    learner = make_learner(0, reward_head_target=target)
+    raw = make_batch()["reward"][:, :-1]
+    mask = torch.ones_like(raw)
+    td = learner.rew_ms.standardise(raw, mask)
+    head_targets = learner.model.reward_targets(raw, td, mask)
+    assert torch.allclose(learner.model.td_rewards(head_targets, learner._td_reward_units), td,
+                          atol=1e-5)
+
+
+def test_model_update_interval_trains_the_model_and_imagined_td_every_k_updates(monkeypatch):
+    """k=3 over 7 updates: the world-model loss and imagined TD run at updates 0, 3, 6 only; in
+    between the world model and the SALE encoders do not change, while the agents do."""
+    learner = make_learner(0, model_update_interval=3)
+    calls = {"world_model.loss": 0}
+    loss = learner.model.world_model.loss
+
+    def counted_loss(*args, **kwargs):
+        calls["world_model.loss"] += 1
+        return loss(*args, **kwargs)
+
+    monkeypatch.setattr(learner.model.world_model, "loss", counted_loss)
+    batch = full_batch()
+    for update in range(7):
+        before = copy.deepcopy((learner.model.world_model, learner.mac.agent.encoder,
+                                learner.mac.agent.rnn))
+        learner.train(batch, t_env=update, episode_num=update)
+        model_trained = update % 3 == 0
+        assert state_equal(before[0], learner.model.world_model) != model_trained, update
+        assert state_equal(before[1], learner.mac.agent.encoder) != model_trained, update
+        assert not state_equal(before[2], learner.mac.agent.rnn), update
+    assert calls["world_model.loss"] == 3
+    assert len(logged(learner, "imagined_td_loss")) == 3 and len(logged(learner, "td_loss")) == 7
+
+
+def test_imagined_td_gate_weighs_imagined_td_by_the_models_error():
+    """imagined_td_gate = g: imagined TD enters the loss at lambda_img * exp(-KL / g), KL the
+    batch's world-model KL term; without a gate at lambda_img."""
+    for gate in (None, 0.5):
+        learner = make_learner(0, imagined_td_gate=gate)
+        learner.train(full_batch(), t_env=0, episode_num=0)
+        (kl,), (weight,) = logged(learner, "wm_kl_loss"), logged(learner, "imagined_td_weight")
+        expected = 0.5 if gate is None else 0.5 * math.exp(-kl / gate)
+        assert weight == pytest.approx(expected, rel=1e-5)
+        assert gate is None or weight < 0.4  # the untrained model's KL is well above 0.1 nats
+        (loss,), (td,), (img,) = (logged(learner, key) for key in ("loss", "td_loss", "imagined_td_loss"))
+        model = sum(logged(learner, key)[0] for key in ("wm_loss", "joint_sale_loss", "agent_sale_loss"))
+        assert loss == pytest.approx(td + weight * img + model, rel=1e-5)
+
+
+@pytest.mark.parametrize("alg", ["sale_mb", "sale_mb_no_wm"])
+def test_target_context_moves_only_when_the_targets_refresh(alg):
+    """target_context=True: the target mixer's context c^{t+1} stays the same over updates of the
+    live networks (world model, joint SALE, rollout encoder, agents) until the hard target copy
+    after update 3, then changes. The default (False) reads live networks: it moves every update."""
+    learner = make_learner(0, alg=alg, target_context=True, target_update_interval_or_tau=3)
+    batch = full_batch()
+    target_contexts = [mixer_contexts(learner, batch)[1] for _ in range(4)]
+    assert all(torch.equal(target_contexts[0], context) for context in target_contexts[1:3])
+    assert not torch.equal(target_contexts[0], target_contexts[3])
+    live = make_learner(0, alg=alg, target_update_interval_or_tau=3)
+    assert not torch.equal(mixer_contexts(live, batch)[1], mixer_contexts(live, batch)[1])
+
+
+@pytest.mark.parametrize("overrides", [dict(mixer_inputs=["state", "sale"]), dict(rollout_depth=1)])
+def test_cheaper_foresight_settings_keep_imagined_td(overrides):
+    """Foresight off (mixer_inputs without it: the mixer reads [s, z_s] and the rollout encoder
+    gets no gradient) or one step deep (the encoder reads one imagined step and is trained):
+    imagined TD still runs and trains the agents."""
+    learner = make_learner(0, **overrides)
+    live, _ = mixer_contexts(learner, full_batch())
+    foresight_off = "mixer_inputs" in overrides
+    assert live.shape[-1] == STATE_DIM + SMALL["sale_dim"] + (0 if foresight_off else SMALL["imagination_dim"])
+    assert math.isfinite(logged(learner, "imagined_td_loss")[0])
+    assert has_gradient(learner.model.rollout_encoder) != foresight_off
+    assert has_gradient(learner.mac.agent.rnn)
 
 
 # =================================================================================================
@@ -943,6 +1092,7 @@ def test_every_config_trains_end_to_end_and_logs_its_metrics(tmp_path, alg, pres
     (["mixer=qmix"], "set mixer=qmix_sale"),                      # mixer is honoured or refused
     (["use_rnn=False"], "use_rnn=False is not supported"),        # sale_agent is always a GRU
     (["obs_individual_obs=True"], "does not read obs_individual_obs"),
+    (["target_update_interval_or_tau=1"], "sale_refresh_interval=null refreshes"),
 ])
 def test_inconsistent_configs_stop_at_start_up(tmp_path, overrides, message):
     """Exit code 2, a message naming the problem, no traceback, nothing written."""
@@ -960,6 +1110,8 @@ def test_inconsistent_configs_stop_at_start_up(tmp_path, overrides, message):
     ["kl_balance=null"],                                                    # sale_mb_no_klbal
     ["use_state_decoder=False", "mixer_inputs=['sale','foresight']"],       # sale_mb_no_state
     ["imagination_starts=null"],                                            # every step
+    ["mixer_inputs=['state','sale']"],                                      # no foresight
+    ["rollout_depth=1"],                                                    # foresight depth 1
 ])
 def test_each_ablation_can_be_set_on_the_command_line(tokens):
     """The ablations' combinations (and the documented nulls) pass every start-up check."""

@@ -13,7 +13,10 @@ One update on a batch of real episodes (slots t = 0..T, transitions t = 0..T-1):
    ``imagination_starts`` sampled ones (the agents re-run those with gradient), each weighted by
    the product of the earlier predicted continuations, the mixer reading [s_hat, F(Z_hat), m_hat];
 6. one backward pass; one Adam step per parameter group (see ``_parameter_groups``);
-7. target networks and TD7's fixed encoders refresh.
+7. target networks and TD7's fixed encoders refresh (by default together, as in TD7).
+Issue 9's keys: ``model_update_interval`` (steps 2 and 5 every k-th update only),
+``reward_head_target`` (what the reward head fits), ``target_context`` (target copies of the model
+part build c^{t+1}), ``imagined_td_gate`` (step 5's weight gated by the model's error).
 The learner builds its own mixer and model part (EPyMARL has no registry for either) and uses
 only EPyMARL's MAC interface (``forward``, ``init_hidden``, ``hidden_states``, ``parameters``,
 ``agent``, ``cuda``, ``load_state``, ``save_models``, ``load_models``; a MAC with
@@ -26,7 +29,7 @@ from types import SimpleNamespace
 
 import torch
 
-from learners.sale_model_learner import SALEModelLearner, imagined_steps
+from learners.sale_model_learner import REWARD_HEAD_TARGETS, SALEModelLearner, imagined_steps
 from modules.mixers.qmix_sale import QMixSALE, check_mixer_inputs
 from utils.running_mean_std import RunningMeanStd
 from utils.td_utils import (build_td_targets, greedy_next_qs, load_file, masked_mean,
@@ -46,6 +49,8 @@ class SALEMBLearner:
         if hasattr(mac.agent, "read_target_encoder"):
             self.target_mac.agent.read_target_encoder = True
         self.target_mixer = copy.deepcopy(self.mixer)
+        # target_context: target copies of the world model, joint SALE and rollout encoder
+        self.target_model = copy.deepcopy(self.model) if args.target_context else None
 
         self.training_steps = 0
         self.last_target_update_step = 0
@@ -97,6 +102,21 @@ class SALEMBLearner:
                              "have no state to read; drop 'state' or enable the state decoder")
         if config["agent"] == "sale_agent" and config["mac"] != "basic_mac":
             raise ValueError("agent=sale_agent runs under mac=basic_mac (shared parameters)")
+        if config["sale_refresh_interval"] is None and config["target_update_interval_or_tau"] <= 1:
+            raise ValueError("sale_refresh_interval=null refreshes the SALE encoders with the hard "
+                             "target copy, but target_update_interval_or_tau <= 1 is a soft update: "
+                             "set an integer sale_refresh_interval (TD7: 250)")
+        if config["reward_head_target"] not in REWARD_HEAD_TARGETS:
+            raise ValueError(f"reward_head_target must be one of {list(REWARD_HEAD_TARGETS)}, got "
+                             f"{config['reward_head_target']!r}")
+        if config["reward_scale_floor"] <= 0:
+            raise ValueError(f"reward_scale_floor must be > 0, got {config['reward_scale_floor']}")
+        if not isinstance(config["model_update_interval"], int) or config["model_update_interval"] < 1:
+            raise ValueError(f"model_update_interval must be an integer >= 1 (1: every update), "
+                             f"got {config['model_update_interval']!r}")
+        gate = config["imagined_td_gate"]
+        if gate is not None and gate <= 0:
+            raise ValueError(f"imagined_td_gate must be > 0 nats (or null: no gate), got {gate}")
         if config["rollout_depth"] < 1:
             raise ValueError(f"rollout_depth must be >= 1, got {config['rollout_depth']}")
         kl_balance = config["kl_balance"]
@@ -113,12 +133,16 @@ class SALEMBLearner:
         with torch.no_grad():
             target_qs, target_hidden = forward_episodes(self.target_mac, batch)
 
-        # ====== model step: world model, joint SALE, agents' SALE ======
-        model_loss, stats, latents, sale = self.model.update(e, self.mac.agent, target_hidden)
+        # ====== model step: world model, joint SALE, agents' SALE (every k-th update) ======
+        train_model = self.training_steps % args.model_update_interval == 0
+        model_loss, stats, latents, sale = self.model.update(e, self.mac.agent, target_hidden,
+                                                             train_model)
 
         # ====== context c^t = [s^t, F(Z^t), m^t] (imagination from every slot) ======
-        foresight, rollout = self.model.imagine(self.mac, latents, agent_qs, hidden, e.avail,
-                                                self.training_steps)
+        foresight, rollout = None, None
+        if train_model or "foresight" in args.mixer_inputs:
+            foresight, rollout = self.model.imagine(self.mac, latents, agent_qs, hidden, e.avail,
+                                                    self.training_steps)
         context = self.mixer.context(state=e.state, sale=sale, foresight=foresight)
 
         # ====== real TD on every step ======
@@ -126,19 +150,22 @@ class SALEMBLearner:
         q_tot = self.mixer(chosen_qs, context[:, :-1])
         with torch.no_grad():
             next_qs = greedy_next_qs(agent_qs[:, 1:], target_qs[:, 1:], e.avail[:, 1:], args.double_q)
-            next_q_tot = self._clip(self.target_mixer(next_qs, context[:, 1:].detach()))
+            next_context = (context[:, 1:].detach() if self.target_model is None
+                            else self._target_context(e, target_qs, target_hidden)[:, 1:])
+            next_q_tot = self._clip(self.target_mixer(next_qs, next_context))
             targets = build_td_targets(e.rewards, e.terminated, next_q_tot, args.gamma)
         td_error = q_tot - targets
         stats["td_loss"] = masked_mean(td_error.pow(2), e.step_mask)
         td_loss = stats["td_loss"]
 
         # ====== imagined TD from all slots, or `imagination_starts` sampled ones ======
-        if rollout is not None and args.imagined_td_weight > 0:
+        if rollout is not None and train_model and args.imagined_td_weight > 0:
             starts = self._sample_starts(e.start_mask)
             stats["imagined_td_loss"] = self._imagined_td_loss(
                 _take_all(rollout, starts), _take(agent_qs, starts), _take(hidden, starts),
                 _take(target_hidden, starts), _take(context, starts), _take(e.start_mask, starts))
-            td_loss = td_loss + args.imagined_td_weight * stats["imagined_td_loss"]
+            stats["imagined_td_weight"] = self._imagined_td_weight(stats)
+            td_loss = td_loss + stats["imagined_td_weight"] * stats["imagined_td_loss"]
 
         # ====== optimiser steps: one backward, one Adam step per parameter group ======
         for optimiser in self.optimisers:
@@ -152,9 +179,10 @@ class SALEMBLearner:
         # ====== target networks and fixed encoders ======
         self.training_steps += 1
         self.last_target_update_step = update_targets(
-            [(self.target_mac.agent, self.mac.agent), (self.target_mixer, self.mixer)],
+            [(self.target_mac.agent, self.mac.agent), (self.target_mixer, self.mixer),
+             *self._target_model_pairs()],
             args.target_update_interval_or_tau, self.training_steps, self.last_target_update_step)
-        self.model.refresh_encoders(self.mac.agent, self.target_mac.agent, self.training_steps)
+        self.model.refresh_encoders(self.mac.agent, self.target_mac.agent, self._encoder_refresh_due())
 
         if t_env - self.log_stats_t >= args.learner_log_interval:
             stats.update(loss=td_loss + model_loss, grad_norm=grad_norms[0],
@@ -182,13 +210,15 @@ class SALEMBLearner:
         slot_mask = batch["filled"].float()
         ended_before = torch.cat([torch.zeros_like(terminated[:, :1]),
                                   terminated.cumsum(dim=1).clamp_max(1)], dim=1)
-        rewards = batch["reward"][:, :-1]
+        raw_rewards = batch["reward"][:, :-1]
+        rewards = raw_rewards
         if self.args.standardise_rewards:
-            rewards = self.rew_ms.standardise(rewards, step_mask)
+            rewards = self.rew_ms.standardise(raw_rewards, step_mask)
         return batch, SimpleNamespace(
             obs=batch["obs"].flatten(3), state=batch["state"].flatten(2),
             actions=batch["actions"][:, :-1], actions_onehot=batch["actions_onehot"],
             avail=batch["avail_actions"].float(), terminated=terminated, rewards=rewards,
+            model_rewards=self.model.reward_targets(raw_rewards, rewards, step_mask),
             step_mask=step_mask, slot_mask=slot_mask, start_mask=slot_mask * (1 - ended_before))
 
     def _sample_starts(self, start_mask):
@@ -237,12 +267,60 @@ class SALEMBLearner:
                                      rollout["avail"], self.args.double_q)
             next_q_tot = self._clip(self.target_mixer(next_qs, contexts[:, :, 1:]))
             continuations = rollout["continuations"]
-            targets = rollout["rewards"] + self.args.gamma * continuations * next_q_tot
+            rewards = self.model.td_rewards(rollout["rewards"], self._td_reward_units)
+            targets = rewards + self.args.gamma * continuations * next_q_tot
             reach = torch.cumprod(torch.cat([torch.ones_like(continuations[:, :, :1]),
                                              continuations[:, :, :-1]], dim=2), dim=2)
             weights = reach * start_mask.unsqueeze(2)
         count = (start_mask.sum() * horizon).clamp_min(1)
         return (weights * (q_tot - targets).pow(2)).sum() / count
+
+    @torch.no_grad()
+    def _target_context(self, e, target_qs, target_hidden):
+        """c' [B, T+1, C] from target networks only (``target_context``): the target world
+        model's posterior means Z', F'(Z') and the foresight of an imagination by the target world
+        model and target agents read by the target rollout encoder, so the TD targets move only
+        when the targets refresh."""
+        model = self.target_model
+        latents = model.posterior_means(e.obs, target_hidden)
+        sale = model.embed_sale(latents if latents is not None else e.state)
+        foresight = None
+        if "foresight" in self.args.mixer_inputs:
+            foresight, _ = model.imagine(self.target_mac, latents, target_qs, target_hidden,
+                                         e.avail, self.training_steps)
+        return self.target_mixer.context(state=e.state, sale=sale, foresight=foresight)
+
+    def _target_model_pairs(self):
+        """(target, live) pairs of the model parts the target context reads (none without
+        ``target_context``)."""
+        if self.target_model is None:
+            return []
+        targets = self.target_model.parts()
+        return [(targets[name], module) for name, module in self.model.parts().items()]
+
+    def _td_reward_units(self, raw):
+        """Env rewards [...] in the units TD learns from (standardised by the running statistics,
+        not updated, with ``standardise_rewards``)."""
+        if not self.args.standardise_rewards:
+            return raw
+        return (raw - self.rew_ms.mean) / torch.sqrt(self.rew_ms.var)
+
+    def _imagined_td_weight(self, stats):
+        """lambda_img, or with ``imagined_td_gate`` = g nats lambda_img * exp(-KL / g), KL the
+        world model's one-step latent error on this batch (its KL term, no gradient)."""
+        gate = self.args.imagined_td_gate
+        if gate is None:
+            return self.args.imagined_td_weight
+        return self.args.imagined_td_weight * torch.exp(-stats["wm_kl_loss"].detach() / gate)
+
+    def _encoder_refresh_due(self):
+        """Whether TD7's fixed encoders refresh after this update: every ``sale_refresh_interval``
+        updates, or (null) together with the hard target copy, as TD7 does, so the target Q head
+        always reads the encoder generation it was trained with."""
+        interval = self.args.sale_refresh_interval
+        if interval is None:
+            return self.last_target_update_step == self.training_steps
+        return self.training_steps % interval == 0
 
     def _clip(self, values):
         """TD7: bootstrapped values clipped to the range of the targets seen so far."""
@@ -262,27 +340,38 @@ class SALEMBLearner:
         """EPyMARL's call: the MACs by their own ``cuda()``, everything else here."""
         self.mac.cuda()
         self.target_mac.cuda()
-        for module in (self.mixer, self.target_mixer, *self.model.parts().values()):
+        target_parts = self.target_model.parts().values() if self.target_model is not None else ()
+        for module in (self.mixer, self.target_mixer, *self.model.parts().values(), *target_parts):
             module.cuda()
         self.rew_ms.to("cuda")
 
     def save_models(self, path):
         """agent.th (live, fixed and fixed-target encoders inside), target_agent.th, mixer.th,
-        target_mixer.th, world_model.th (world model, rollout encoder, joint SALE), opt.th,
+        target_mixer.th, world_model.th (world model, rollout encoder, joint SALE; with
+        ``target_context`` also their target copies), opt.th,
         wm_opt.th and learner_state.th (counters, reward statistics, target range)."""
         self.mac.save_models(path)
         torch.save(self.target_mac.agent.state_dict(), os.path.join(path, "target_agent.th"))
         torch.save(self.mixer.state_dict(), os.path.join(path, "mixer.th"))
         torch.save(self.target_mixer.state_dict(), os.path.join(path, "target_mixer.th"))
-        torch.save({name: module.state_dict() for name, module in self.model.parts().items()},
+        torch.save({name: module.state_dict() for name, module in self._model_parts().items()},
                    os.path.join(path, "world_model.th"))
         for optimiser, name in zip(self.optimisers, OPTIMISER_FILES):
             torch.save(optimiser.state_dict(), os.path.join(path, name))
         torch.save({"training_steps": self.training_steps,
                     "last_target_update_step": self.last_target_update_step,
                     "log_stats_t": self.log_stats_t, "rew_ms": self.rew_ms.state_dict(),
-                    "target_range": list(self.target_range)},
+                    "target_range": list(self.target_range),
+                    "reward_scale": None if self.model.reward_scale is None
+                    else self.model.reward_scale.state_dict()},
                    os.path.join(path, "learner_state.th"))
+
+    def _model_parts(self):
+        """The model part's modules by name, with their target copies as target_<name>."""
+        parts = dict(self.model.parts())
+        if self.target_model is not None:
+            parts.update({f"target_{name}": module for name, module in self.target_model.parts().items()})
+        return parts
 
     def load_models(self, path):
         load_file(path, "agent.th")  # a damaged file is named before the MAC reads it
@@ -291,7 +380,7 @@ class SALEMBLearner:
         self.mixer.load_state_dict(load_file(path, "mixer.th"))
         self.target_mixer.load_state_dict(load_file(path, "target_mixer.th"))
         models = load_file(path, "world_model.th")
-        for name, module in self.model.parts().items():
+        for name, module in self._model_parts().items():
             module.load_state_dict(models[name])
         for optimiser, name in zip(self.optimisers, OPTIMISER_FILES):
             optimiser.load_state_dict(load_file(path, name))
@@ -301,6 +390,8 @@ class SALEMBLearner:
         self.log_stats_t = state["log_stats_t"]
         self.rew_ms.load_state_dict(state["rew_ms"])
         self.target_range = list(state["target_range"])
+        if self.model.reward_scale is not None:
+            self.model.reward_scale.load_state_dict(state["reward_scale"])
 
 
 OPTIMISER_FILES = ("opt.th", "wm_opt.th")  # the TD group's Adam, the model group's

@@ -24,7 +24,10 @@ from components.episode_buffer import EpisodeBatch
 from modules.agents.sale_agent import StateActionEncoder
 from modules.world_models import REGISTRY as world_model_REGISTRY
 from modules.world_models.rollout_encoder import RolloutEncoder
-from utils.td_utils import UNAVAILABLE_Q, flat_size, masked_mean
+from utils.running_mean_std import RunningMeanStd
+from utils.td_utils import UNAVAILABLE_Q, flat_size, masked_mean, symexp, symlog
+
+REWARD_HEAD_TARGETS = ("td", "raw", "symlog", "scaled")
 
 
 class SALEModelLearner:
@@ -37,6 +40,9 @@ class SALEModelLearner:
             self.world_model = world_model_REGISTRY[args.world_model](scheme, args)
             self.rollout_encoder = RolloutEncoder(self.world_model.joint_latent_dim,
                                                   args.imagination_dim)
+        # "scaled": the reward head's own running statistics (scale only, floored)
+        self.reward_scale = (RunningMeanStd(shape=(1,), device=args.device)
+                             if args.reward_head_target == "scaled" else None)
         if args.use_sale:
             sale_input = (self.world_model.joint_latent_dim if self.world_model is not None
                           else flat_size(args.state_shape))
@@ -62,29 +68,32 @@ class SALEModelLearner:
                  "joint_sale": self.joint_sale}
         return {name: module for name, module in parts.items() if module is not None}
 
-    def refresh_encoders(self, agent, target_agent, training_steps):
-        """TD7's fixed encoders: every ``sale_refresh_interval`` updates the live agents refresh
-        theirs, then the target agents take the live agents' copies."""
+    def refresh_encoders(self, agent, target_agent, refresh):
+        """TD7's fixed encoders: when ``refresh`` (the learner's schedule, ``sale_refresh_interval``)
+        the live agents refresh theirs; then the target agents take the live agents' copies."""
         if not self.agent_sale:
             return
-        if training_steps % self.args.sale_refresh_interval == 0:
+        if refresh:
             agent.refresh_fixed_encoders()
         target_agent.copy_fixed_encoders(agent)
 
     # --- model losses on the real episodes -------------------------------------------------------
-    def update(self, episodes, agent, target_hidden):
+    def update(self, episodes, agent, target_hidden, train=True):
         """Model losses on the real episodes. ``episodes``: the TD learner's tensors (obs
-        [B, T+1, n, o], state, actions_onehot, avail, rewards, terminated, slot_mask, step_mask);
-        ``target_hidden`` [B, T+1, n, H] the target agents' recurrent states. Returns
-        (loss, stats, latents Z [B, T+1, n*latent] or None, sale F(.) [B, T+1, sale_dim] or None),
-        latents and sale detached."""
+        [B, T+1, n, o], state, actions_onehot, avail, model_rewards (the reward head's targets,
+        see ``reward_targets``), terminated, slot_mask, step_mask); ``target_hidden``
+        [B, T+1, n, H] the target agents' recurrent states. Returns (loss, stats, latents Z
+        [B, T+1, n*latent] or None, sale F(.) [B, T+1, sale_dim] or None), latents and sale
+        detached. ``train=False`` (``model_update_interval``): no loss, only Z and F(Z)."""
         args, e = self.args, episodes
         loss = torch.zeros((), device=e.obs.device)
         stats = {}
+        if not train:
+            latents = self.posterior_means(e.obs, target_hidden)
+            return loss, stats, latents, self.embed_sale(latents if latents is not None else e.state)
         latents = None
         if self.world_model is not None:
-            prev_hidden = torch.cat([torch.zeros_like(target_hidden[:, :1]), target_hidden[:, :-1]], 1)
-            posterior = self.world_model.observe(e.obs, prev_hidden)
+            posterior = self.world_model.observe(e.obs, _previous(target_hidden))
             latents = posterior[0].flatten(-2).detach()
         sale_state, sale_action = None, None
         if self.joint_sale is not None:
@@ -96,7 +105,7 @@ class SALEModelLearner:
             loss = loss + args.sale_loss_weight * stats["joint_sale_loss"]
         if self.world_model is not None:
             wm_loss, terms = self.world_model.loss(posterior, e.actions_onehot, e.avail, e.obs,
-                                                   e.state, e.rewards, e.terminated, e.slot_mask,
+                                                   e.state, e.model_rewards, e.terminated, e.slot_mask,
                                                    e.step_mask, sale_action)
             loss = loss + wm_loss
             stats.update(terms)
@@ -106,6 +115,45 @@ class SALEModelLearner:
                                                        live_agent_step_mask(e.avail, e.step_mask))
             loss = loss + args.sale_loss_weight * stats["agent_sale_loss"]
         return loss, stats, latents, None if sale_state is None else sale_state.detach()
+
+    @torch.no_grad()
+    def posterior_means(self, obs, target_hidden):
+        """Z [B, T+1, n*latent]: the posterior means of obs [B, T+1, n, o] given the target
+        agents' states [B, T+1, n, H]; None without a world model."""
+        if self.world_model is None:
+            return None
+        return self.world_model.observe(obs, _previous(target_hidden))[0].flatten(-2)
+
+    # --- the reward head's target ----------------------------------------------------------------
+    def reward_targets(self, raw, td_rewards, step_mask):
+        """What the reward head fits [B, T, 1] (``reward_head_target``): ``td`` the rewards TD
+        learns from (standardised with ``standardise_rewards``), ``raw`` the env's rewards,
+        ``symlog`` their symlog, ``scaled`` raw / max(running std, ``reward_scale_floor``) (scale
+        only: a zero reward stays zero; updated with the valid steps)."""
+        target = self.args.reward_head_target
+        if target == "td":
+            return td_rewards
+        if target == "raw":
+            return raw
+        if target == "symlog":
+            return symlog(raw)
+        self.reward_scale.update(raw[step_mask.squeeze(-1) > 0])
+        return raw / self._reward_scale()
+
+    def td_rewards(self, predicted, td_units):
+        """The reward head's outputs [...] in TD's units: back to env units, then ``td_units``
+        (the TD learner's map of raw rewards)."""
+        target = self.args.reward_head_target
+        if target == "td":
+            return predicted
+        if target == "symlog":
+            return td_units(symexp(predicted))
+        if target == "scaled":
+            return td_units(predicted * self._reward_scale())
+        return td_units(predicted)
+
+    def _reward_scale(self):
+        return self.reward_scale.var.sqrt().clamp_min(self.args.reward_scale_floor)
 
     # --- imagination -----------------------------------------------------------------------------
     def imagine(self, mac, latents, agent_qs, hidden, avail, training_steps):
@@ -212,7 +260,7 @@ class SALEModelLearner:
             stats["joint_sale_std"] = sale[episodes.start_mask.squeeze(-1) > 0].std(0).mean()
         if self.world_model is not None:
             stats.update(self.world_model.prediction_errors(
-                latents, episodes.actions_onehot, episodes.state, episodes.rewards,
+                latents, episodes.actions_onehot, episodes.state, episodes.model_rewards,
                 episodes.step_mask, self.args.rollout_depth, self.joint_sale))
         if rollout is not None:
             stats["imagined_reward_mean"] = rollout["rewards"].mean()
@@ -221,6 +269,11 @@ class SALEModelLearner:
 
 
 IMAGINED_FIELDS = ("obs", "actions_onehot", "avail_actions")
+
+
+def _previous(hidden):
+    """h^{t-1} [B, T+1, n, H] for every slot t (zeros before the first) from h^t."""
+    return torch.cat([torch.zeros_like(hidden[:, :1]), hidden[:, :-1]], 1)
 
 
 def imagined_steps(scheme, data):

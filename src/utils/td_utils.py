@@ -52,6 +52,17 @@ def masked_mean(x, mask):
     return (x * mask).sum() / count.clamp_min(torch.finfo(x.dtype).tiny)
 
 
+# --- reward transforms ---------------------------------------------------------------------------
+def symlog(x):
+    """sign(x) * log(1 + |x|): compresses large magnitudes, near identity around 0."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x):
+    """The inverse of symlog."""
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
 # --- target networks -----------------------------------------------------------------------------
 def hard_update(target, source):
     """Copy every weight (and buffer) of source into target; both expose state_dict()."""
