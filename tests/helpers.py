@@ -7,6 +7,8 @@ import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(REPO_ROOT, "src", "main.py")
+# Upstream EPyMARL, unmodified, beside the repository (absent on a user's machine: tests skip).
+UPSTREAM_EPYMARL = os.path.join(os.path.dirname(REPO_ROOT), "shared", "epymarl")
 
 # Tiny budgets: enough episodes for several learner updates, tests and log lines.
 TINY = ["t_max=600", "test_interval=200", "test_nepisode=2", "log_interval=200", "runner_log_interval=200",

@@ -17,7 +17,7 @@ import compare
 from comparison import cells
 from comparison.report import write_report
 from comparison.runs import SkippedRunWarning, load_runs
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, UPSTREAM_EPYMARL
 
 REPS = 300
 
@@ -135,7 +135,7 @@ def test_report_command_over_several_result_roots(results, tmp_path, capsys):
     assert "| task_a | third | 1 | 4,000 |" in capsys.readouterr().out
 
 
-EPYMARL = os.environ.get("EPYMARL_DIR", "/work/shared/epymarl")
+EPYMARL = os.environ.get("EPYMARL_DIR", UPSTREAM_EPYMARL)
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(EPYMARL, "src")),

@@ -18,12 +18,11 @@ import sys
 
 import pytest
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, UPSTREAM_EPYMARL as UPSTREAM
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
 import install_epymarl_plugin as installer  # noqa: E402
 
-UPSTREAM = os.path.join(os.path.dirname(REPO_ROOT), "shared", "epymarl")
 INSTALLER = os.path.join(REPO_ROOT, "tools", "install_epymarl_plugin.py")
 LBF = ["env_args.key=lbforaging:Foraging-8x8-2p-2f-coop-v3", "env_args.time_limit=25"]
 SHORT = ["use_cuda=False", "test_nepisode=4", "test_interval=1000", "log_interval=1000",
