@@ -21,10 +21,10 @@ import os
 import torch
 
 from components.policy_distributions import CategoricalPolicy, GaussianPolicy
-from components.standarize_stream import RunningMeanStd
 from modules.critics import REGISTRY as critic_REGISTRY
-from utils.rl_utils import (build_gae_advantages, build_n_step_returns, clipped_surrogate,
-                            masked_mean, update_targets, valid_step_mask, value_loss)
+from utils.rl_utils import build_gae_advantages, build_n_step_returns, clipped_surrogate, value_loss
+from utils.running_mean_std import RunningMeanStd
+from utils.td_utils import load_file, masked_mean, update_targets, valid_step_mask
 
 
 class ActorCriticLearner:
@@ -113,8 +113,7 @@ class ActorCriticLearner:
         mask = valid_step_mask(batch["filled"], terminated)
         rewards = batch["reward"][:, :-1]
         if self.args.standardise_rewards:
-            self.rew_ms.update(rewards[mask.squeeze(-1) > 0])
-            rewards = (rewards - self.rew_ms.mean) / torch.sqrt(self.rew_ms.var)
+            rewards = self.rew_ms.standardise(rewards, mask)
         return batch, {"rewards": rewards.expand(-1, -1, self.n_agents), "terminated": terminated,
                        "mask": mask.expand(-1, -1, self.n_agents), "actions": batch["actions"][:, :-1],
                        "avail": batch["avail_actions"][:, :-1].float()}
@@ -139,8 +138,7 @@ class ActorCriticLearner:
                                               self.args.gamma, self.args.gae_lambda, mask)
             returns = advantages + values
         if self.args.standardise_returns:
-            self.ret_ms.update(returns[mask[..., 0] > 0])  # [valid steps, n]: per-agent statistics
-            returns = (returns - self.ret_ms.mean) / torch.sqrt(self.ret_ms.var)
+            returns = self.ret_ms.standardise(returns, mask[..., :1])  # per-agent statistics
         if self.args.normalise_advantages:
             mean = masked_mean(advantages, mask)
             std = masked_mean((advantages - mean).pow(2), mask).sqrt()
@@ -189,7 +187,7 @@ class ActorCriticLearner:
         self.critic.to(device)
         self.target_critic.to(device)
         for stats in (self.rew_ms, self.ret_ms):
-            stats.mean, stats.var = stats.mean.to(device), stats.var.to(device)
+            stats.to(device)
         return self
 
     def save_models(self, path):
@@ -208,13 +206,14 @@ class ActorCriticLearner:
     def load_models(self, path):
         """Load a checkpoint; a plain EPyMARL one lacks the target critic (then a copy of the
         critic) and the counters (kept)."""
+        load_file(path, "agent.th")  # a damaged file is named before the MAC reads it
         self.mac.load_models(path)
-        self.critic.load_state_dict(_load(path, "critic.th"))
-        target = _load(path, "target_critic.th", required=False)
+        self.critic.load_state_dict(load_file(path, "critic.th"))
+        target = load_file(path, "target_critic.th", required=False)
         self.target_critic.load_state_dict(self.critic.state_dict() if target is None else target)
-        self.agent_optimiser.load_state_dict(_load(path, "agent_opt.th"))
-        self.critic_optimiser.load_state_dict(_load(path, "critic_opt.th"))
-        state = _load(path, "learner_state.th", required=False)
+        self.agent_optimiser.load_state_dict(load_file(path, "agent_opt.th"))
+        self.critic_optimiser.load_state_dict(load_file(path, "critic_opt.th"))
+        state = load_file(path, "learner_state.th", required=False)
         if state is not None:
             self.training_steps = state["training_steps"]
             self.last_target_update_step = state["last_target_update_step"]
@@ -230,10 +229,3 @@ def _step(optimiser, loss, params, grad_norm_clip):
     grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_norm_clip)
     optimiser.step()
     return grad_norm
-
-
-def _load(path, name, required=True):
-    file = os.path.join(path, name)
-    if not required and not os.path.exists(file):
-        return None
-    return torch.load(file, map_location="cpu")
