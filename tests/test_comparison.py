@@ -193,6 +193,23 @@ with: {t_max: 123}
         expand(grid_from_yaml(str(path)))
 
 
+BENCH_GRIDS = sorted(os.listdir(os.path.join(REPO_ROOT, "bench", "grids")))
+
+
+@pytest.mark.parametrize("grid_file", BENCH_GRIDS)
+def test_bench_grid_file_expands_every_cell_on_dry_run(grid_file, tmp_path, capsys):
+    """Each grid in bench/grids/ validates every cell's config and lists one command per cell."""
+    from comparison.grid import grid_from_yaml
+
+    path = os.path.join(REPO_ROOT, "bench", "grids", grid_file)
+    grid = grid_from_yaml(path)
+    assert compare.main([f"--grid={path}", "--dry-run", f"--comparisons-dir={tmp_path}"]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    expected = len(grid.algs) * len(grid.envs) * len(grid.seeds)
+    assert len(printed) == expected and all(line.endswith(": run") for line in printed)
+    assert not os.listdir(tmp_path), "a dry run must not create the comparison's folder"
+
+
 TINY_GRID = ["--configs=qmix,vdn", "--env-configs=matrix_game", "--seeds=2", "--reps=100", "with",
              "t_max=300", "test_interval=100", "test_nepisode=4", "log_interval=100", "runner_log_interval=100",
              "learner_log_interval=100", "batch_size=4", "buffer_size=32", "save_model_interval=100"]

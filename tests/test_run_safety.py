@@ -199,6 +199,21 @@ def test_values_out_of_their_declared_range_are_refused(override, named):
     assert named in str(error.value)
 
 
+@pytest.mark.parametrize("alg, override, named", [
+    ("mappo", "gae_lambda=1.5", "gae_lambda=1.5 is out of range: gae_lambda must be in [0, 1]"),
+    ("mappo", "value_clip=0", "value_clip=0 is out of range: value_clip must be > 0"),
+    ("sale_mb", "imagination_starts=0", "imagination_starts=0 is out of range: imagination_starts must be >= 1"),
+])
+def test_nullable_keys_refuse_numbers_out_of_range_and_take_null(alg, override, named):
+    from run_config import ConfigError, build_config, parse_overrides
+
+    with pytest.raises(ConfigError) as error:
+        build_config(alg, "lbf", parse_overrides([override]))
+    assert named in str(error.value)
+    key = override.split("=")[0]
+    assert build_config(alg, "lbf", parse_overrides([f"{key}=null"]))[key] is None
+
+
 def test_every_alg_and_env_file_meets_the_declared_ranges():
     from run_config import available_configs, build_config, declared_ranges
 

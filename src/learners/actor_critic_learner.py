@@ -21,10 +21,10 @@ import os
 import torch
 
 from components.policy_distributions import CategoricalPolicy, GaussianPolicy
-from components.standarize_stream import RunningMeanStd
 from modules.critics import REGISTRY as critic_REGISTRY
-from utils.rl_utils import (build_gae_advantages, build_n_step_returns, clipped_surrogate,
-                            masked_mean, update_targets, valid_step_mask, value_loss)
+from utils.rl_utils import build_gae_advantages, build_n_step_returns, clipped_surrogate, value_loss
+from utils.running_mean_std import RunningMeanStd
+from utils.td_utils import load_file, masked_mean, update_targets, valid_step_mask
 
 
 class ActorCriticLearner:
@@ -61,18 +61,14 @@ class ActorCriticLearner:
                 f"{config['learner']} learns on-policy from the episodes just collected: set "
                 f"buffer_size equal to batch_size (now {config['buffer_size']} and "
                 f"{config['batch_size']}; EPyMARL uses 10 and 10).")
-        for key in ("epochs", "minibatches", "q_nstep"):
-            if config[key] < 1:
-                raise ValueError(f"{key} must be at least 1, got {config[key]}.")
         if config["minibatches"] > config["batch_size"]:
             raise ValueError(f"minibatches={config['minibatches']} splits batch_size="
                              f"{config['batch_size']} episodes: use at most one minibatch per episode.")
-        lam = config["gae_lambda"]
-        if lam is not None and not (isinstance(lam, (int, float)) and 0 <= lam <= 1):
-            raise ValueError(f"gae_lambda must be null (n-step returns) or a number in [0, 1], got {lam!r}.")
-        clip = config["value_clip"]
-        if clip is not None and not (isinstance(clip, (int, float)) and clip > 0):
-            raise ValueError(f"value_clip must be null (no clipping) or a positive number, got {clip!r}.")
+        # their ranges (and those of epochs, minibatches, q_nstep) are declared in default.yaml
+        for key, meaning in (("gae_lambda", "n-step returns"), ("value_clip", "no clipping")):
+            value = config[key]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{key} must be null ({meaning}) or a number, got {value!r}.")
 
     # --- one update ------------------------------------------------------------------------------
     def train(self, batch, t_env, episode_num):
@@ -113,8 +109,7 @@ class ActorCriticLearner:
         mask = valid_step_mask(batch["filled"], terminated)
         rewards = batch["reward"][:, :-1]
         if self.args.standardise_rewards:
-            self.rew_ms.update(rewards[mask.squeeze(-1) > 0])
-            rewards = (rewards - self.rew_ms.mean) / torch.sqrt(self.rew_ms.var)
+            rewards = self.rew_ms.standardise(rewards, mask)
         return batch, {"rewards": rewards.expand(-1, -1, self.n_agents), "terminated": terminated,
                        "mask": mask.expand(-1, -1, self.n_agents), "actions": batch["actions"][:, :-1],
                        "avail": batch["avail_actions"][:, :-1].float()}
@@ -139,8 +134,7 @@ class ActorCriticLearner:
                                               self.args.gamma, self.args.gae_lambda, mask)
             returns = advantages + values
         if self.args.standardise_returns:
-            self.ret_ms.update(returns[mask[..., 0] > 0])  # [valid steps, n]: per-agent statistics
-            returns = (returns - self.ret_ms.mean) / torch.sqrt(self.ret_ms.var)
+            returns = self.ret_ms.standardise(returns, mask[..., :1])  # per-agent statistics
         if self.args.normalise_advantages:
             mean = masked_mean(advantages, mask)
             std = masked_mean((advantages - mean).pow(2), mask).sqrt()
@@ -189,7 +183,7 @@ class ActorCriticLearner:
         self.critic.to(device)
         self.target_critic.to(device)
         for stats in (self.rew_ms, self.ret_ms):
-            stats.mean, stats.var = stats.mean.to(device), stats.var.to(device)
+            stats.to(device)
         return self
 
     def save_models(self, path):
@@ -208,13 +202,14 @@ class ActorCriticLearner:
     def load_models(self, path):
         """Load a checkpoint; a plain EPyMARL one lacks the target critic (then a copy of the
         critic) and the counters (kept)."""
+        load_file(path, "agent.th")  # a damaged file is named before the MAC reads it
         self.mac.load_models(path)
-        self.critic.load_state_dict(_load(path, "critic.th"))
-        target = _load(path, "target_critic.th", required=False)
+        self.critic.load_state_dict(load_file(path, "critic.th"))
+        target = load_file(path, "target_critic.th", required=False)
         self.target_critic.load_state_dict(self.critic.state_dict() if target is None else target)
-        self.agent_optimiser.load_state_dict(_load(path, "agent_opt.th"))
-        self.critic_optimiser.load_state_dict(_load(path, "critic_opt.th"))
-        state = _load(path, "learner_state.th", required=False)
+        self.agent_optimiser.load_state_dict(load_file(path, "agent_opt.th"))
+        self.critic_optimiser.load_state_dict(load_file(path, "critic_opt.th"))
+        state = load_file(path, "learner_state.th", required=False)
         if state is not None:
             self.training_steps = state["training_steps"]
             self.last_target_update_step = state["last_target_update_step"]
@@ -230,10 +225,3 @@ def _step(optimiser, loss, params, grad_norm_clip):
     grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_norm_clip)
     optimiser.step()
     return grad_norm
-
-
-def _load(path, name, required=True):
-    file = os.path.join(path, name)
-    if not required and not os.path.exists(file):
-        return None
-    return torch.load(file, map_location="cpu")

@@ -14,7 +14,8 @@ import torch
 
 from components.policy_distributions import CategoricalPolicy
 from learners.actor_critic_learner import ActorCriticLearner, _step
-from utils.rl_utils import build_n_step_returns, masked_mean, update_targets
+from utils.rl_utils import build_n_step_returns
+from utils.td_utils import masked_mean, update_targets
 
 
 class COMALearner(ActorCriticLearner):
