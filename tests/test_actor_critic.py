@@ -108,7 +108,7 @@ def test_configs_carry_epymarl_defaults(alg):
     assert config["t_max"] == 20050000 and config["standardise_rewards"] and not config["obs_last_action"]
     assert config["action_selector"] == "soft_policies" and config["agent_output_type"] == "pi_logits"
     assert config["mac"] == ("non_shared_mac" if alg.endswith("_ns") else "basic_mac")
-    assert (config["gae_lambda"], config["normalise_advantages"], config["minibatches"], config["value_clip"]) == (
+    assert (config["gae_lambda"], config["normalise_advantages"], config["minibatches"], config["value_loss_clip"]) == (
         None, False, 1, None)
 
 
@@ -116,7 +116,7 @@ def test_configs_carry_epymarl_defaults(alg):
     ([("buffer_size", 20)], "buffer_size equal to batch_size"),
     ([("critic_type", "cv_critc")], "critic_type='cv_critc' is not registered"),
     ([("gae_lambda", "high")], "gae_lambda must be null .* or a number, got 'high'"),
-    ([("value_clip", [0.2])], r"value_clip must be null .* or a number, got \[0.2\]"),
+    ([("value_loss_clip", [0.2])], r"value_loss_clip must be null .* or a number, got \[0.2\]"),
     ([("minibatches", 11)], "at most one minibatch per episode"),
 ])
 def test_inconsistent_actor_critic_settings_are_refused(overrides, message):
@@ -127,8 +127,8 @@ def test_inconsistent_actor_critic_settings_are_refused(overrides, message):
 def test_coma_needs_its_counterfactual_critic():
     with pytest.raises(ConfigError, match="counterfactual critic"):
         build_config("coma", "lbf", [("critic_type", "cv_critic")])
-    config = build_config("mappo", "lbf", [("gae_lambda", 0.95), ("value_clip", 0.2), ("minibatches", 2)])
-    assert (config["gae_lambda"], config["value_clip"], config["minibatches"]) == (0.95, 0.2, 2)
+    config = build_config("mappo", "lbf", [("gae_lambda", 0.95), ("value_loss_clip", 0.2), ("minibatches", 2)])
+    assert (config["gae_lambda"], config["value_loss_clip"], config["minibatches"]) == (0.95, 0.2, 2)
 
 
 # --- the learner on a one-step bandit ------------------------------------------------------------
@@ -183,7 +183,7 @@ def bandit_learner(alg, overrides, scheme, logger):
 @pytest.mark.parametrize("alg, overrides", [
     ("mappo", {}),
     ("mappo", {"gae_lambda": 0.95, "normalise_advantages": True, "minibatches": 4}),
-    ("ippo", {"value_clip": 0.2, "standardise_returns": True}),
+    ("ippo", {"value_loss_clip": 0.2, "standardise_returns": True}),
     ("maa2c", {}),
     ("coma", {}),
 ])

@@ -201,7 +201,7 @@ def test_values_out_of_their_declared_range_are_refused(override, named):
 
 @pytest.mark.parametrize("alg, override, named", [
     ("mappo", "gae_lambda=1.5", "gae_lambda=1.5 is out of range: gae_lambda must be in [0, 1]"),
-    ("mappo", "value_clip=0", "value_clip=0 is out of range: value_clip must be > 0"),
+    ("mappo", "value_loss_clip=0", "value_loss_clip=0 is out of range: value_loss_clip must be > 0"),
     ("sale_mb", "imagination_starts=0", "imagination_starts=0 is out of range: imagination_starts must be >= 1"),
 ])
 def test_nullable_keys_refuse_numbers_out_of_range_and_take_null(alg, override, named):

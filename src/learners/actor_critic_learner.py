@@ -7,7 +7,7 @@ Per update, on the episodes just collected (on-policy: ``buffer_size == batch_si
   2. for ``epochs`` passes over ``minibatches`` random splits of the episodes:
      policy    maximise E[min(r A, clip(r, 1 - eps, 1 + eps) A) + entropy_coef H(pi)],
                r = pi(u|tau) / pi_old(u|tau) (one epoch: r = 1, the A2C gradient A grad log pi);
-     critic    minimise E[(V - G)^2] (``value_clip``: PPO's clipped value loss);
+     critic    minimise E[(V - G)^2] (``value_loss_clip``: PPO's clipped value loss);
   3. target critic: soft (tau) or hard update (``target_update_interval_or_tau``).
 The critic is picked by ``critic_type`` (modules/critics); policies over discrete actions are
 masked softmaxes, over continuous actions Gaussians (components/policy_distributions.py).
@@ -65,7 +65,7 @@ class ActorCriticLearner:
             raise ValueError(f"minibatches={config['minibatches']} splits batch_size="
                              f"{config['batch_size']} episodes: use at most one minibatch per episode.")
         # their ranges (and those of epochs, minibatches, q_nstep) are declared in default.yaml
-        for key, meaning in (("gae_lambda", "n-step returns"), ("value_clip", "no clipping")):
+        for key, meaning in (("gae_lambda", "n-step returns"), ("value_loss_clip", "no clipping")):
             value = config[key]
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ValueError(f"{key} must be null ({meaning}) or a number, got {value!r}.")
@@ -158,7 +158,7 @@ class ActorCriticLearner:
 
         # --- critic: (clipped) squared error to the targets --------------------------------------
         values = self.critic(batch).squeeze(-1)[:, :-1]
-        critic_loss = masked_mean(value_loss(values, critic_targets, old_values, self.args.value_clip), mask)
+        critic_loss = masked_mean(value_loss(values, critic_targets, old_values, self.args.value_loss_clip), mask)
 
         # --- optimiser steps ---------------------------------------------------------------------
         agent_grad_norm = _step(self.agent_optimiser, pg_loss, self.agent_params, self.args.grad_norm_clip)
