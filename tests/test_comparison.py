@@ -246,6 +246,11 @@ def test_grid_on_the_process_pool_reports_a_failing_cell_and_runs_the_others(tmp
     err = capsys.readouterr().err
     assert "cell broken__matrix_game__seed1 failed (exit code 2)" in err
     assert "checkpoint_path=" in err and "no_such_models does not exist" in err   # command, stderr tail
+    # Progress, as plain lines when stderr is not a terminal: the first before any cell ran, the
+    # last with every cell accounted for, and no carriage returns.
+    progress = [line for line in err.splitlines() if line.startswith("pool:")]
+    assert "cells: 0/6 done, 0 running, 0 failed" in progress[0]
+    assert "cells: 4/6 done, 0 running, 2 failed" in progress[-1] and "\r" not in err
     check_four_runs(tmp_path / "pool")
     assert os.path.isfile(tmp_path / "pool" / "report.md") and os.path.isfile(tmp_path / "pool" / "curves.png")
 

@@ -56,7 +56,7 @@ def run_grid(grid, grid_dir, run_cells, retry_failed=False, dry_run=False):
     for state in run_cells(jobs, progress.refresh):
         if state["status"] == "failed":
             failed = True
-            progress.bar.write(failure_text(state), file=sys.stderr)
+            progress.write(failure_text(state))
         progress.refresh()
     progress.close()
     for action, detail in plans:

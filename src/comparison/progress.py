@@ -1,6 +1,9 @@
 """The grid's progress on one line (tqdm): env steps of all cells against their budgets, ETA,
-and cells done / running / failed, read from the cells' own files (so Ray workers report too)."""
+and cells done / running / failed, read from the cells' own files (so Ray workers report too).
+On a terminal it is a live bar; otherwise (a log file) a plain line every `interval_s` seconds and
+whenever a cell starts, ends or fails, so the file gets no carriage returns."""
 import sys
+import time
 
 from tqdm import tqdm
 
@@ -8,13 +11,19 @@ from comparison import cells
 
 
 class GridProgress:
-    def __init__(self, grid_cells, folders, name):
+    def __init__(self, grid_cells, folders, name, interval_s=30.0):
         self.cells = list(zip(grid_cells, folders))
+        self.name = name
+        self.interval_s = interval_s
+        self.total = sum(cell.t_max for cell in grid_cells)
+        self.start_steps = self._steps(self._statuses())
+        self.started = time.time()
         self.counts = None
-        # Redrawn every 30 s when stderr is a log file rather than a terminal.
-        self.bar = tqdm(total=sum(cell.t_max for cell in grid_cells), initial=self._steps(self._statuses()),
-                        unit="step", unit_scale=True, desc=name, dynamic_ncols=True,
-                        mininterval=0.5 if sys.stderr.isatty() else 30)
+        self.last_line = None
+        self.bar = None
+        if sys.stderr.isatty():
+            self.bar = tqdm(total=self.total, initial=self.start_steps, unit="step", unit_scale=True,
+                            desc=name, dynamic_ncols=True, mininterval=0.5)
         self.refresh()
 
     def _statuses(self):
@@ -28,13 +37,27 @@ class GridProgress:
     def refresh(self):
         statuses = self._statuses()
         counts = (statuses.count("done"), statuses.count("running"), statuses.count("failed"))
-        self.bar.set_postfix_str(f"cells: {counts[0]}/{len(statuses)} done, {counts[1]} running, "
-                                 f"{counts[2]} failed", refresh=False)
-        self.bar.update(self._steps(statuses) - self.bar.n)
-        if counts != self.counts:
-            self.counts = counts
-            self.bar.refresh()
+        postfix = f"cells: {counts[0]}/{len(statuses)} done, {counts[1]} running, {counts[2]} failed"
+        steps = self._steps(statuses)
+        changed, self.counts = counts != self.counts, counts
+        if self.bar is not None:
+            self.bar.set_postfix_str(postfix, refresh=False)
+            self.bar.update(steps - self.bar.n)
+            if changed:
+                self.bar.refresh()
+            return
+        now = time.time()
+        if changed or now - self.last_line >= self.interval_s:
+            self.last_line = now
+            line = tqdm.format_meter(steps, self.total, now - self.started, prefix=self.name, unit="step",
+                                     unit_scale=True, initial=self.start_steps, postfix=postfix)
+            print(line, file=sys.stderr, flush=True)
+
+    def write(self, text):
+        """Print `text` on stderr above the live bar (or between the plain lines)."""
+        tqdm.write(text, file=sys.stderr)
 
     def close(self):
         self.refresh()
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
