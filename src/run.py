@@ -89,16 +89,19 @@ def run(_run, _config, _log):
         logger.add_sink(_wandb_sink(args, _config, logger))
     logger.console_logger.info("Run token: %s", args.unique_token)
 
+    exit_code = 1  # what the sinks are told unless the run ends normally or is interrupted
     try:
         with StopRequest(logger.console_logger) as stop:
             run_sequential(args, logger, json.loads(json.dumps(_config)), stop)
-    except RunInterrupted:
+        exit_code = 0
+    except RunInterrupted as interrupted:
+        exit_code = interrupted.exit_code
         # Sacred 0.8.7 collects the captured output at heartbeats and on completion only; collect it
         # now so that the final heartbeat writes the last lines (the resume command) to cout.txt.
         _run._get_captured_output()
         raise
     finally:
-        logger.close()
+        logger.close(exit_code)
 
 
 def _wandb_sink(args, config, logger):

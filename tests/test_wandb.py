@@ -60,6 +60,8 @@ def read_wandb_run(run_dir):
         elif kind == "history":
             run["history"].append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
                                    for item in record.history.item})
+        elif kind == "exit":
+            run["exit_code"] = record.exit.exit_code
         elif kind == "artifact":
             run["artifacts"].append({"name": record.artifact.name, "aliases": set(record.artifact.aliases),
                                      "files": {entry.path for entry in record.artifact.manifest.contents}})
@@ -108,6 +110,20 @@ def test_the_wandb_run_is_named_grouped_and_configured_by_the_run(trained):
     assert (config["name"], config["seed"], config["t_max"], config["use_wandb"]) == ("qmix", 7, 600, True)
     assert config["env_args"]["key"] == "lbforaging:Foraging-5x5-2p-1f-v3"
     assert config["mixer"] == "qmix" and config["save_model_interval"] == 250
+    assert run["exit_code"] == 0  # a run that ended normally
+
+
+@needs_wandb
+def test_a_failed_run_closes_its_wandb_run_with_the_exit_code(tmp_path, monkeypatch):
+    for key, value in wandb_environment(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    config = {"wandb_save_model": False, "save_model": False, "wandb_mode": "offline",
+              "wandb_team": None, "wandb_project": None, "name": "qmix"}
+    sink = WandbSink(config, "qmix_seed1_failing", "qmix_lbf", str(tmp_path), logging.getLogger("test"))
+    sink.log("loss", 1.5, 10)
+    sink.close(exit_code=1)
+    (run,) = offline_runs(tmp_path)
+    assert run["exit_code"] == 1 and wandb_series(run, "loss") == [(10, 1.5)]
 
 
 @needs_wandb

@@ -52,7 +52,7 @@ class Logger:
         self.stats = defaultdict(list)
         self._sacred_run = None
         self._tb_writer = None
-        self._sinks = []  # more sinks (e.g. W&B): log(key, value, t), log_checkpoint(path, files, t), close()
+        self._sinks = []  # more sinks (e.g. W&B): log(key, value, t), log_checkpoint(path, files, t), close(exit_code)
 
     def setup_sacred(self, sacred_run):
         self._sacred_run = sacred_run
@@ -116,11 +116,12 @@ class Logger:
                 if replay_to_sinks:
                     self._to_sinks(key, value, t)
 
-    def close(self):
+    def close(self, exit_code=0):
+        """Close every sink; ``exit_code`` != 0 tells them the run failed or was interrupted."""
         if self._tb_writer is not None:
             self._tb_writer.close()
         for sink in self._sinks:
-            sink.close()
+            sink.close(exit_code)
 
 
 class ProgressLine:

@@ -109,7 +109,8 @@ class WandbSink:
             artifact.add_file(os.path.join(path, name), name=name)
         self._run.log_artifact(artifact, aliases=["latest", f"t_env_{int(t)}"])
 
-    def close(self):
-        """Finish the run and wait until W&B's service process has written all of it."""
-        self._run.finish()
+    def close(self, exit_code=0):
+        """Finish the run (W&B marks a non-zero ``exit_code`` as failed) and wait until W&B's
+        service process has written all of it."""
+        self._run.finish(exit_code=exit_code)
         self._wandb.teardown()
