@@ -15,13 +15,15 @@ from run_config import CONFIG_DIR, ConfigError, apply_overrides, build_config, c
     check_registries, declared_types, load_yaml, merge
 
 # Keys a resumed run may change: budgets, how often it tests, logs and saves, where it reports
-# (a new local_results_path takes the Sacred record and new checkpoints there), and the hardware.
+# (a new local_results_path takes the Sacred record and new checkpoints there; trackers may be
+# switched on or off), and the hardware.
 # Everything else shapes what is learnt and must stay as saved.
 RESUMABLE_KEYS = (
     "t_max", "test_interval", "test_nepisode", "log_interval", "runner_log_interval",
     "learner_log_interval", "progress_interval", "save_model", "save_model_interval",
-    "use_tensorboard", "local_results_path", "mongo_url", "mongo_db_name", "mongo_timeout_ms", "torch_threads",
-    "use_cuda", "buffer_cpu_only", "render",
+    "use_tensorboard", "local_results_path", "mongo_url", "mongo_db_name", "mongo_timeout_ms",
+    "use_wandb", "wandb_team", "wandb_project", "wandb_mode", "wandb_save_model",
+    "torch_threads", "use_cuda", "buffer_cpu_only", "render",
 )
 # Keys that say what to do with the checkpoint rather than describe the run.
 RUN_CONTROL_KEYS = ("resume", "checkpoint_path", "load_step")

@@ -133,8 +133,10 @@ def test_resume_takes_the_saved_config_and_only_the_allowed_changes(checkpoint_c
     from run_config import parse_overrides
 
     config = resume_config("qmix", "lbf", parse_overrides(
-        ["resume=True", f"checkpoint_path={checkpoint_copy}", *RUN, "t_max=3000"]))
+        ["resume=True", f"checkpoint_path={checkpoint_copy}", *RUN, "t_max=3000", "use_wandb=True",
+         "wandb_mode=disabled"]))
     assert config["t_max"] == 3000 and config["seed"] == 7 and config["buffer_size"] == 64   # not the env file's
+    assert config["use_wandb"] is True and config["wandb_mode"] == "disabled"   # trackers may be switched on
     assert config["checkpoint_path"] == str(checkpoint_copy) and config["resume"] is True
 
 
