@@ -2,13 +2,17 @@
 tiny real runs (src/main.py on the matrix game) through the process pool and a local Ray instance."""
 import json
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
+import psutil
 import pytest
 import scipy.stats
 from rliable import library, metrics
@@ -316,3 +320,74 @@ def test_grid_on_ray_runs_each_cell_as_a_task(tmp_path, local_ray):
     workers = {cells.read_state(tmp_path / "ray" / "cells" / f"{alg}__matrix_game__seed{seed}")["worker_pid"]
                for alg in ("qmix", "vdn") for seed in (1, 2)}
     assert os.getpid() not in workers   # Ray's worker processes ran the cells, not this one
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def ray_processes_under(temp_dir):
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if any(temp_dir in part for part in process.info["cmdline"] or ()):
+            found.append(process)
+    return found
+
+
+def test_grid_joins_a_cluster_started_with_ray_start(tmp_path):
+    """The README's way: `ray start --head` elsewhere, then compare.py joins it by --ray=ADDRESS or
+    RAY_ADDRESS (run as subprocesses: this pytest process may hold its own Ray instance).
+
+    The cluster uses token authentication, given to every process here by environment variables: a
+    head started with a token in ~/.ray (any earlier ray.init() writes one) turns it on by itself, and
+    a process joining by an explicit address then needs RAY_AUTH_MODE=token, or cannot connect."""
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")   # Ray's socket paths must stay short
+    port, client, agent, agent_grpc, runtime_env, metrics = free_ports(6)
+    head_log = tmp_path / "head.log"
+    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    with open(head_log, "w") as log:
+        head = subprocess.Popen(
+            [ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", f"--temp-dir={temp_dir}",
+             "--include-dashboard=false", "--disable-usage-stats", f"--ray-client-server-port={client}",
+             f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+             f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}", "--block"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        while "Ray runtime started" not in head_log.read_text():
+            assert head.poll() is None, f"ray start failed:\n{head_log.read_text()}"
+            time.sleep(0.2)
+        compare_py = os.path.join(REPO_ROOT, "src", "compare.py")
+        by_flag = subprocess.run([sys.executable, compare_py, *grid_argv(
+            "--name=flag", f"--comparisons-dir={tmp_path}", "--no-report", f"--ray=127.0.0.1:{port}")],
+            capture_output=True, text=True, env=env)
+        assert by_flag.returncode == 0, by_flag.stderr
+        one_cell = [{"--configs=qmix,vdn": "--configs=qmix", "--seeds=2": "--seeds=1"}.get(arg, arg)
+                    for arg in grid_argv("--name=env", f"--comparisons-dir={tmp_path}", "--no-report", "--ray")]
+        by_env = subprocess.run([sys.executable, compare_py, *one_cell], capture_output=True, text=True,
+                                env=dict(env, RAY_ADDRESS=f"127.0.0.1:{port}"))
+        assert by_env.returncode == 0, by_env.stderr
+        check_four_runs(tmp_path / "flag")
+        runs = grid_runs(tmp_path / "env")
+        assert sorted(runs) == [("qmix", 1)] and runs[("qmix", 1)].status == "COMPLETED"
+        # The head's session logs name every worker process it started (worker-<id>-<job>-<pid>.out):
+        # a cell run by a Ray instance compare.py started itself would not be among them.
+        logs = os.listdir(os.path.join(temp_dir, "session_latest", "logs"))
+        cell_folders = [tmp_path / "flag" / "cells" / f"{alg}__matrix_game__seed{seed}"
+                        for alg in ("qmix", "vdn") for seed in (1, 2)]
+        for folder in [*cell_folders, tmp_path / "env" / "cells" / "qmix__matrix_game__seed1"]:
+            pid = cells.read_state(folder)["worker_pid"]
+            assert any(log.startswith("worker-") and log.endswith(f"-{pid}.out") for log in logs), folder
+    finally:   # SIGKILL: on SIGTERM the head's GCS and autoscaler linger ~30 s, timing out on each other
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+        psutil.wait_procs(ray_processes_under(temp_dir), timeout=10)
+        left = ray_processes_under(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert not left, "stopping the head's process group must stop all of it"
