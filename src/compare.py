@@ -120,7 +120,8 @@ def print_report(name, roots, out, args):
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(open(written["paths"]["markdown"]).read())
+    with open(written["paths"]["markdown"]) as f:
+        print(f.read())
     print("wrote " + ", ".join(sorted(written["paths"].values())))
     return 0
 
