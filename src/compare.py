@@ -15,6 +15,7 @@ import argparse
 import functools
 import importlib.util
 import os
+import signal
 import sys
 
 SRC_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -126,17 +127,45 @@ def print_report(name, roots, out, args):
     return 0
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def launch_stoppably(launch):
+    """Run `launch()`; SIGINT, SIGTERM or SIGHUP meanwhile reach every running cell once (it saves a
+    checkpoint and exits) and start no new cell. Returns (launch's result, the first signal or None)."""
+    from comparison import cells
+
+    received = []
+
+    def stop(signum, frame):
+        received.append(signum)
+        cells.stop_cells(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        return launch(), (received[0] if received else None)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def run_grid(args, grid):
     from comparison import backends
     from comparison.launch import run_grid as launch
 
+    grid_dir = os.path.join(resolve_path(args.comparisons_dir), grid.name)
     if args.ray is not None:
         run_cells = functools.partial(backends.run_ray, address=args.ray or None, cpus=args.ray_cpus,
                                       gpus=args.ray_gpus)
+        all_done = launch(grid, grid_dir, run_cells, retry_failed=args.retry_failed, dry_run=args.dry_run)
     else:
         run_cells = functools.partial(backends.run_local, workers=args.workers or backends.free_cores())
-    grid_dir = os.path.join(resolve_path(args.comparisons_dir), grid.name)
-    all_done = launch(grid, grid_dir, run_cells, retry_failed=args.retry_failed, dry_run=args.dry_run)
+        all_done, stopped_by = launch_stoppably(functools.partial(
+            launch, grid, grid_dir, run_cells, retry_failed=args.retry_failed, dry_run=args.dry_run))
+        if stopped_by is not None:
+            print(f"stopped by {signal.Signals(stopped_by).name}: the running cells saved checkpoints; "
+                  f"run the same command again to resume them.", file=sys.stderr)
+            return 128 + stopped_by
     code = 0 if all_done else 1
     if not args.no_report and not args.dry_run:
         out = resolve_path(args.out) if args.out else grid_dir

@@ -1,5 +1,6 @@
 """src/compare.py and src/comparison/: reports on Sacred folders with known numbers, and grids of
 tiny real runs (src/main.py on the matrix game) through the process pool and a local Ray instance."""
+import contextlib
 import json
 import os
 import secrets
@@ -18,6 +19,7 @@ import scipy.stats
 from rliable import library, metrics
 
 import compare
+from checkpoint import checkpoint_steps
 from comparison import cells
 from comparison.report import write_report
 from comparison.runs import SkippedRunWarning, load_runs
@@ -279,13 +281,15 @@ def test_interrupted_grid_resumes_from_checkpoints(tmp_path, capsys):
     second = grid_dir / "cells" / "qmix__matrix_game__seed2"
     process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "src", "compare.py"), *argv],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:   # interrupt the grid once the second cell has written a checkpoint
+    try:   # a crash once the second cell has written a checkpoint: compare.py and its main.py killed
         while cells.resumable_checkpoint(str(second)) is None:
             assert process.poll() is None, "the grid ended before it could be interrupted"
             time.sleep(0.2)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+        with contextlib.suppress(ProcessLookupError):   # main.py runs in a session of its own
+            os.kill(cells.read_state(second)["pid"], signal.SIGKILL)
     assert cells.read_state(grid_dir / "cells" / "qmix__matrix_game__seed1")["status"] == "done"
     assert cells.read_state(second)["status"] == "running"
     checkpoint = cells.resumable_checkpoint(str(second))
@@ -303,6 +307,54 @@ def test_interrupted_grid_resumes_from_checkpoints(tmp_path, capsys):
     assert runs[("qmix", 2)].steps[-1] >= 2000 and runs[("qmix", 2)].run_id == 2   # the resumed run
     with open(os.path.join(runs[("qmix", 2)].path, "config.json")) as f:
         assert json.load(f)["resume"] is True
+
+
+def test_signal_to_compare_stops_its_cells_with_a_checkpoint_and_a_second_compare_is_refused(tmp_path, capsys):
+    """SIGTERM to compare.py alone (its cells run in their own sessions, as from `nohup ... &`) reaches
+    its running main.py once: that saves a checkpoint and exits, no further cell starts, and the cell is
+    `interrupted`, which a rerun resumes. While a cell runs, a second compare.py on the grid refuses."""
+    argv = ["--configs=qmix", "--env-configs=matrix_game", "--seeds=2", "--name=stopped",
+            f"--comparisons-dir={tmp_path}", "--workers=1", "--no-report", "with", "t_max=1000000",
+            "test_interval=400", "test_nepisode=4", "log_interval=400", "runner_log_interval=400",
+            "learner_log_interval=400", "batch_size=4", "buffer_size=32", "save_model_interval=400"]
+    first = tmp_path / "stopped" / "cells" / "qmix__matrix_game__seed1"
+    second = tmp_path / "stopped" / "cells" / "qmix__matrix_game__seed2"
+    process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "src", "compare.py"), *argv],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        while cells.resumable_checkpoint(str(first)) is None:
+            assert process.poll() is None, "the grid ended before it could be stopped"
+            time.sleep(0.2)
+        child = cells.read_state(first)["pid"]
+        assert psutil.Process(child).ppid() == process.pid
+
+        assert compare.main(argv) == 2   # a second invocation on the same grid
+        assert f"qmix__matrix_game__seed1 (main.py pid {child})" in capsys.readouterr().err
+        assert psutil.Process(child).is_running() and cells.read_state(first)["status"] == "running"
+
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in err and "run the same command again to resume" in err
+    assert not psutil.pid_exists(child)
+    state = cells.read_state(first)
+    assert state["status"] == "interrupted" and state["returncode"] == 128 + signal.SIGTERM
+    assert cells.read_state(second) is None   # queued behind the stopped cell: never started
+
+    # main.py saved a checkpoint at the step it stopped at; the rerun resumes from it.
+    with open(first / "stderr.log") as f:
+        stopped_at = int(f.read().split("Interrupted at t_env=")[1].split(".")[0])
+    checkpoint = cells.resumable_checkpoint(str(first))
+    assert checkpoint_steps(checkpoint)[-1] == stopped_at
+    assert compare.main([*argv[:argv.index("with")], "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "qmix__matrix_game__seed1: resume" in printed and f"checkpoint_path={checkpoint}" in printed
+    assert "qmix__matrix_game__seed2: run" in printed
 
 
 @pytest.fixture(scope="module")

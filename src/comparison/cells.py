@@ -3,17 +3,22 @@
 A cell lives in `<grid folder>/cells/<cell id>/`: `local_results_path` of its runs (so its Sacred
 runs are under `sacred/` and its checkpoints under `models/<token>/<step>/`), `stdout.log` and
 `stderr.log` (appended, one header line per attempt) and `cell.json`, its state:
-`running`, `done` (main.py exited 0) or `failed` (with the command and the tail of its stderr).
-A `running` cell found by a later invocation was interrupted; it resumes from its newest full-state
-checkpoint (`resume=True checkpoint_path=...`), or starts again when it has none.
+`running` (with main.py's `pid`), `done` (main.py exited 0), `interrupted` (main.py stopped by a
+signal: it saved a checkpoint first when it could) or `failed` (with the command and the tail of its
+stderr). An `interrupted` cell, or a `running` one whose process is gone, resumes from its newest
+full-state checkpoint (`resume=True checkpoint_path=...`), or starts again when it has none.
 
+main.py runs in its own session, so a terminal's Ctrl-C reaches only compare.py, which passes the
+signal on once (`stop_cells`): a second Ctrl-C would make main.py stop without saving.
 `run_cell` uses only the standard library: Ray ships it to workers by value.
 """
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 from checkpoint import CheckpointError, checkpoint_steps, verify_checkpoint
@@ -22,6 +27,23 @@ SRC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(SRC_DIR, "main.py")
 STATE_FILE = "cell.json"
 STDERR_TAIL_LINES = 25
+# main.py stopped by SIGINT/SIGTERM exits 128 + the signal after saving a checkpoint; a process killed
+# outright (negative return code) may still have older checkpoints. Both resume; anything else failed.
+INTERRUPTED_CODES = {128 + signal.SIGINT, 128 + signal.SIGTERM,
+                     -signal.SIGINT, -signal.SIGTERM, -signal.SIGKILL, -signal.SIGHUP}
+
+_live = {}                      # pid -> Popen of the main.py processes this process runs now
+_live_lock = threading.Lock()
+_stopping = threading.Event()   # set by stop_cells: start no more cells
+
+
+def stop_cells(signum):
+    """Pass `signum` on to every main.py this process runs (each checkpoints and exits) and start no
+    more cells. Called from compare.py's signal handler."""
+    with _live_lock:
+        _stopping.set()
+        for process in _live.values():
+            process.send_signal(signum)
 
 
 def cell_folder(grid_dir, cell):
@@ -76,6 +98,23 @@ def cell_command(cell, folder, resume_from=None):
     return command
 
 
+def running_elsewhere(folder, state):
+    """The pid of a live main.py that still runs this cell for another invocation, or None."""
+    if not state or state.get("status") != "running" or state.get("host") != os.uname().nodename:
+        return None
+    pid = state.get("pid")
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            arguments = f.read().split(b"\0")
+    except FileNotFoundError:
+        return None   # no such process (or no /proc: then we cannot tell, and assume it is gone)
+    except OSError:
+        return None
+    return pid if f"local_results_path={folder}".encode() in arguments else None
+
+
 def plan(cell, folder, retry_failed):
     """What to do with a cell: ("skip", state) or ("run", command)."""
     state = read_state(folder)
@@ -86,26 +125,39 @@ def plan(cell, folder, retry_failed):
 
 
 def run_cell(cell_id, folder, command, torch_threads=1):
-    """Run one cell's command to its end; write and return its final state."""
+    """Run one cell's command to its end; write and return its final state (`not started` when
+    stop_cells ran before it could start)."""
     os.makedirs(folder, exist_ok=True)
     previous = read_state(folder) or {}
     state = {"cell": cell_id, "status": "running", "command": command, "attempt": previous.get("attempt", 0) + 1,
-             "started": time.time(), "host": os.uname().nodename, "worker_pid": os.getpid()}
-    write_state(folder, state)
+             "host": os.uname().nodename, "worker_pid": os.getpid()}
     env = dict(os.environ, OMP_NUM_THREADS=str(torch_threads), MKL_NUM_THREADS=str(torch_threads))
     stderr_path = os.path.join(folder, "stderr.log")
     header = f"=== attempt {state['attempt']}: {' '.join(command)}\n"
     with open(os.path.join(folder, "stdout.log"), "a") as out, open(stderr_path, "a") as err:
-        out.write(header)
-        err.write(header)
-        err.flush()
-        start = err.tell()
-        returncode = subprocess.run(command, stdout=out, stderr=err, env=env, cwd=folder).returncode
+        with _live_lock:   # stop_cells either sees this process or stops it from starting
+            if _stopping.is_set():
+                return {"cell": cell_id, "status": "not started"}
+            out.write(header)
+            err.write(header)
+            out.flush()
+            err.flush()
+            start = err.tell()
+            process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=folder,
+                                       start_new_session=True)
+            _live[process.pid] = process
+            state.update(started=time.time(), pid=process.pid)
+            write_state(folder, state)
+        try:
+            returncode = process.wait()
+        finally:
+            with _live_lock:
+                _live.pop(process.pid, None)
     with open(stderr_path) as err:
         err.seek(start)
         tail = err.read().splitlines()[-STDERR_TAIL_LINES:]
-    state.update(status="done" if returncode == 0 else "failed", returncode=returncode,
-                 finished=time.time(), stderr_tail="\n".join(tail))
+    status = "done" if returncode == 0 else "interrupted" if returncode in INTERRUPTED_CODES else "failed"
+    state.update(status=status, returncode=returncode, finished=time.time(), stderr_tail="\n".join(tail))
     write_state(folder, state)
     return state
 

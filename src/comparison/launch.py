@@ -9,6 +9,7 @@ import yaml
 from comparison import cells
 from comparison.grid import expand
 from comparison.progress import GridProgress
+from run_config import ConfigError
 
 
 def describe(cell, action, detail):
@@ -33,6 +34,13 @@ def run_grid(grid, grid_dir, run_cells, retry_failed=False, dry_run=False):
     overrides."""
     grid_cells = expand(grid)
     folders = [cells.cell_folder(grid_dir, cell) for cell in grid_cells]
+    busy = [(cell.cell_id, pid) for cell, folder in zip(grid_cells, folders)
+            if (pid := cells.running_elsewhere(folder, cells.read_state(folder)))]
+    if busy:
+        listed = ", ".join(f"{cell_id} (main.py pid {pid})" for cell_id, pid in busy)
+        raise ConfigError(f"cells of this grid are running in other processes, e.g. another compare.py on it: "
+                          f"{listed}. Wait for them, or stop that compare.py (kill its pid: its cells save a "
+                          f"checkpoint, and running this command again resumes them).")
     plans = [cells.plan(cell, folder, retry_failed) for cell, folder in zip(grid_cells, folders)]
     if dry_run:
         for cell, plan in zip(grid_cells, plans):
