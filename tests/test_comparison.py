@@ -126,6 +126,15 @@ def test_missing_half_written_and_superseded_runs(results, tmp_path):
     assert good_a == [1, 2, 3, 4, 5]
     poor_b = {run.seed: run for run in runs if (run.alg, run.env) == ("poor", "task_b")}
     assert len(poor_b) == 5 and poor_b[1].returns[-1] == 7.0 and poor_b[1].run_id == 203
+    assert poor_b[1].wall_s == 2 * 1800 and poor_b[2].wall_s == 1800   # both attempts' time
+
+    # A run still going counts as it stands, and the report says so.
+    write_run(results, "poor", "task_b", 204, 6, STEPS[:3], [0, 1, 2.0], status="RUNNING", t_max=4000)
+    with pytest.warns(SkippedRunWarning):
+        write_report("partial", [str(results)], str(tmp_path / "partial"), reps=REPS)
+    with open(tmp_path / "partial" / "report.md") as f:
+        text = f.read()
+    assert "**1 of 22 runs have not finished**" in text and "poor on task_b seed 6 (RUNNING, last test at 2,000)" in text
 
 
 def test_report_command_over_several_result_roots(results, tmp_path, capsys):

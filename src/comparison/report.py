@@ -53,6 +53,8 @@ def group_rows(groups, reps, seed):
                      for name in SCORES}
         rows.append({"env": env, "alg": alg, "seeds": len(runs), "budget": sorted({run.t_max for run in runs}),
                      "reached": [int(run.steps[-1]) for run in runs],
+                     "unfinished": [f"{alg} on {env} seed {run.seed} ({run.status}, last test at {int(run.steps[-1]):,})"
+                                    for run in runs if run.status != "COMPLETED"],
                      "wall_h": float(np.nanmean([run.wall_s for run in runs]) / 3600), "estimates": estimates})
     return rows
 
@@ -93,6 +95,10 @@ def markdown(name, rows, across, roots, n_runs):
             f"| {row['env']} | {row['alg']} | {row['seeds']} | {', '.join(f'{b:,}' for b in row['budget'])} | "
             f"{_steps(row['reached'])} | {_interval(est['final']['iqm'])} | {_interval(est['final']['mean'])} | "
             f"{_interval(est['best']['iqm'])} | {_interval(est['auc']['iqm'])} | {row['wall_h'] * 60:.1f} |")
+    unfinished = [text for row in rows for text in row["unfinished"]]
+    if unfinished:
+        lines += ["", f"**{len(unfinished)} of {n_runs} runs have not finished** (their final is their last "
+                  f"test so far): {'; '.join(unfinished)}."]
     if across:
         lines += ["", f"## Across tasks ({', '.join(across['envs'])})", "",
                   "Final test return normalised per env (0: the lowest run of any algorithm, 1: the highest).", "",

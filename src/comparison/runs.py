@@ -7,7 +7,8 @@ Runs are grouped by the folder names `<alg>` and `<env>`, except a comparison gr
 (`cells/<alg>__<env>__seed<seed>/sacred/...`): those by the grid's env name. Within one
 `sacred/<alg>/<env>/` folder, a run is superseded by a later run of the same seed that
 resumed it (`resume=True`, which replays the earlier metrics) or that restarted it after it failed
-or was interrupted.
+or was interrupted; a resumed run's wall time includes its earlier attempts (and so the steps they
+redid after their last checkpoint).
 """
 import dataclasses
 import datetime
@@ -105,6 +106,9 @@ def load_runs(roots, metric=None):
         lineages.setdefault((run.sacred_dir, run.seed), []).append(run)
     kept = []
     for seed_runs in lineages.values():
+        for earlier, later in zip(seed_runs, seed_runs[1:]):
+            if later.resumed and not np.isnan(earlier.wall_s):
+                later.wall_s += earlier.wall_s
         kept += [run for run, later in zip(seed_runs, seed_runs[1:]) if not _superseded(run, later)]
         kept.append(seed_runs[-1])
     return kept
