@@ -130,16 +130,14 @@ def print_report(name, roots, out, args):
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def launch_stoppably(launch):
+def launch_stoppably(launch, processes):
     """Run `launch()`; SIGINT, SIGTERM or SIGHUP meanwhile reach every running cell once (it saves a
     checkpoint and exits) and start no new cell. Returns (launch's result, the first signal or None)."""
-    from comparison import cells
-
     received = []
 
     def stop(signum, frame):
         received.append(signum)
-        cells.stop_cells(signum)
+        processes.stop(signum)
 
     previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
@@ -159,9 +157,11 @@ def run_grid(args, grid):
                                       gpus=args.ray_gpus)
         all_done = launch(grid, grid_dir, run_cells, retry_failed=args.retry_failed, dry_run=args.dry_run)
     else:
-        run_cells = functools.partial(backends.run_local, workers=args.workers or backends.free_cores())
+        processes = backends.LocalProcesses()
+        run_cells = functools.partial(backends.run_local, workers=args.workers or backends.free_cores(),
+                                      processes=processes)
         all_done, stopped_by = launch_stoppably(functools.partial(
-            launch, grid, grid_dir, run_cells, retry_failed=args.retry_failed, dry_run=args.dry_run))
+            launch, grid, grid_dir, run_cells, retry_failed=args.retry_failed, dry_run=args.dry_run), processes)
         if stopped_by is not None:
             print(f"stopped by {signal.Signals(stopped_by).name}: the running cells saved checkpoints; "
                   f"run the same command again to resume them.", file=sys.stderr)

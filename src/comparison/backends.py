@@ -5,6 +5,7 @@ final state as it finishes; `poll()` is called every `POLL_S` seconds meanwhile 
 """
 import concurrent.futures
 import os
+import threading
 
 from comparison import cells
 
@@ -18,10 +19,40 @@ def free_cores():
     return max(1, cores - round(os.getloadavg()[0]))
 
 
-def run_local(jobs, poll, workers):
+class LocalProcesses:
+    """The main.py processes of the local pool: `stop(signum)` passes a signal on to each running one
+    (it saves a checkpoint and exits) and makes `start` refuse every later cell."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running = set()
+        self._stopping = False
+
+    def start(self, launch):
+        """`launch()` -> a Popen, unless a stop came first (None)."""
+        with self._lock:   # a stop either sees this process or keeps it from starting
+            if self._stopping:
+                return None
+            process = launch()
+            self._running.add(process)
+            return process
+
+    def forget(self, process):
+        with self._lock:
+            self._running.discard(process)
+
+    def stop(self, signum):
+        with self._lock:
+            self._stopping = True
+            for process in self._running:
+                process.send_signal(signum)
+
+
+def run_local(jobs, poll, workers, processes=None):
     """Each worker thread runs one main.py process at a time (the processes do the work)."""
+    processes = processes or LocalProcesses()
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = {pool.submit(cells.run_cell, *job) for job in jobs}
+        pending = {pool.submit(cells.run_cell, *job, processes=processes) for job in jobs}
         while pending:
             finished, pending = concurrent.futures.wait(
                 pending, timeout=POLL_S, return_when=concurrent.futures.FIRST_COMPLETED)

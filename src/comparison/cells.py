@@ -9,8 +9,8 @@ stderr). An `interrupted` cell, or a `running` one whose process is gone, resume
 full-state checkpoint (`resume=True checkpoint_path=...`), or starts again when it has none.
 
 main.py runs in its own session, so a terminal's Ctrl-C reaches only compare.py, which passes the
-signal on once (`stop_cells`): a second Ctrl-C would make main.py stop without saving.
-`run_cell` uses only the standard library: Ray ships it to workers by value.
+signal on once (backends.LocalProcesses): a second Ctrl-C would make main.py stop without saving.
+`run_cell` uses only the standard library and holds no lock: Ray ships this module by value.
 """
 import glob
 import json
@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 from checkpoint import CheckpointError, checkpoint_steps, verify_checkpoint
@@ -31,19 +30,6 @@ STDERR_TAIL_LINES = 25
 # outright (negative return code) may still have older checkpoints. Both resume; anything else failed.
 INTERRUPTED_CODES = {128 + signal.SIGINT, 128 + signal.SIGTERM,
                      -signal.SIGINT, -signal.SIGTERM, -signal.SIGKILL, -signal.SIGHUP}
-
-_live = {}                      # pid -> Popen of the main.py processes this process runs now
-_live_lock = threading.Lock()
-_stopping = threading.Event()   # set by stop_cells: start no more cells
-
-
-def stop_cells(signum):
-    """Pass `signum` on to every main.py this process runs (each checkpoints and exits) and start no
-    more cells. Called from compare.py's signal handler."""
-    with _live_lock:
-        _stopping.set()
-        for process in _live.values():
-            process.send_signal(signum)
 
 
 def cell_folder(grid_dir, cell):
@@ -124,9 +110,10 @@ def plan(cell, folder, retry_failed):
     return "run", cell_command(cell, folder, resume_from=resumable_checkpoint(folder))
 
 
-def run_cell(cell_id, folder, command, torch_threads=1):
-    """Run one cell's command to its end; write and return its final state (`not started` when
-    stop_cells ran before it could start)."""
+def run_cell(cell_id, folder, command, torch_threads=1, processes=None):
+    """Run one cell's command to its end; write and return its final state. `processes`
+    (backends.LocalProcesses) starts main.py, or refuses once a stop was asked for: then the state
+    returned is `not started` and nothing is written."""
     os.makedirs(folder, exist_ok=True)
     previous = read_state(folder) or {}
     state = {"cell": cell_id, "status": "running", "command": command, "attempt": previous.get("attempt", 0) + 1,
@@ -134,27 +121,30 @@ def run_cell(cell_id, folder, command, torch_threads=1):
     env = dict(os.environ, OMP_NUM_THREADS=str(torch_threads), MKL_NUM_THREADS=str(torch_threads))
     stderr_path = os.path.join(folder, "stderr.log")
     header = f"=== attempt {state['attempt']}: {' '.join(command)}\n"
+    stderr_from = []   # where this attempt's stderr starts in stderr.log
     with open(os.path.join(folder, "stdout.log"), "a") as out, open(stderr_path, "a") as err:
-        with _live_lock:   # stop_cells either sees this process or stops it from starting
-            if _stopping.is_set():
-                return {"cell": cell_id, "status": "not started"}
+        def start():
             out.write(header)
             err.write(header)
             out.flush()
             err.flush()
-            start = err.tell()
+            stderr_from.append(err.tell())
             process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=folder,
                                        start_new_session=True)
-            _live[process.pid] = process
             state.update(started=time.time(), pid=process.pid)
             write_state(folder, state)
+            return process
+
+        process = processes.start(start) if processes is not None else start()
+        if process is None:
+            return {"cell": cell_id, "status": "not started"}
         try:
             returncode = process.wait()
         finally:
-            with _live_lock:
-                _live.pop(process.pid, None)
+            if processes is not None:
+                processes.forget(process)
     with open(stderr_path) as err:
-        err.seek(start)
+        err.seek(stderr_from[0])
         tail = err.read().splitlines()[-STDERR_TAIL_LINES:]
     status = "done" if returncode == 0 else "interrupted" if returncode in INTERRUPTED_CODES else "failed"
     state.update(status=status, returncode=returncode, finished=time.time(), stderr_tail="\n".join(tail))
