@@ -94,9 +94,7 @@ def running_elsewhere(folder, state):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             arguments = f.read().split(b"\0")
-    except FileNotFoundError:
-        return None   # no such process (or no /proc: then we cannot tell, and assume it is gone)
-    except OSError:
+    except OSError:   # no such process (or no /proc: then we cannot tell, and assume it is gone)
         return None
     return pid if f"local_results_path={folder}".encode() in arguments else None
 
