@@ -32,6 +32,9 @@ class _Quiet:
     def log_stat(self, *_):
         pass
 
+    def log_checkpoint(self, *_):
+        pass
+
     def state_dict(self):
         return {}
 
@@ -41,7 +44,7 @@ def checkpoint_cost(alg, repeats=3):
     from components.episode_buffer import ReplayBuffer
     from controllers import REGISTRY as mac_registry
     from learners import REGISTRY as learner_registry
-    from run import CheckpointSaver, Progress, build_scheme
+    from run import CheckpointSaver, Progress, apply_env_info, build_scheme
     from run_config import build_config
     from runners import REGISTRY as runner_registry
 
@@ -49,8 +52,7 @@ def checkpoint_cost(alg, repeats=3):
     args = SimpleNamespace(**config, device="cpu")
     runner = runner_registry[args.runner](args, _Quiet())
     info = runner.get_env_info()
-    args.n_agents, args.n_actions, args.state_shape = info["n_agents"], info["n_actions"], info["state_shape"]
-    args.obs_shape, args.episode_limit = info["obs_shape"], info["episode_limit"]
+    apply_env_info(args, info)
     scheme, groups, preprocess = build_scheme(info, args)
     buffer = ReplayBuffer(scheme, groups, args.buffer_size, info["episode_limit"] + 1, preprocess=preprocess)
     mac = mac_registry[args.mac](buffer.scheme, groups, args)

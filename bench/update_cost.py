@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from components.episode_buffer import ReplayBuffer  # noqa: E402
 from controllers import REGISTRY as mac_registry  # noqa: E402
 from learners import REGISTRY as learner_registry  # noqa: E402
-from run import build_scheme  # noqa: E402
+from run import apply_env_info, build_scheme  # noqa: E402
 from runners import REGISTRY as runner_registry  # noqa: E402
 from run_config import build_config, parse_overrides  # noqa: E402
 
@@ -43,7 +43,7 @@ def build(alg_spec, key, seed):
     args = SimpleNamespace(**config, device="cpu")
     runner = runner_registry["episode"](args, SilentLogger())
     info = runner.get_env_info()
-    args.n_agents, args.n_actions, args.state_shape = info["n_agents"], info["n_actions"], info["state_shape"]
+    apply_env_info(args, info)
     scheme, groups, preprocess = build_scheme(info, args)
     return args, runner, info, scheme, groups, preprocess
 

@@ -129,6 +129,16 @@ def _set_rng_states(states):
     torch.set_rng_state(states["torch"])
 
 
+def apply_env_info(args, env_info):
+    """Copy what the agents, mixers and learners read from the env onto ``args``."""
+    args.n_agents = env_info["n_agents"]
+    args.n_actions = env_info["n_actions"]
+    args.state_shape = env_info["state_shape"]
+    args.obs_shape = env_info["obs_shape"]
+    args.episode_limit = env_info["episode_limit"]
+    args.continuous_actions = env_info.get("continuous_actions", False)
+
+
 def build_scheme(env_info, args):
     """EPyMARL's scheme. Discrete actions are indices (long, (1,)) with a one-hot copy; continuous
     actions are float vectors of the env's ``n_actions`` dimensions, and ``avail_actions`` then
@@ -172,12 +182,7 @@ def run_sequential(args, logger, config, stop):
     checkpoint so that a resume needs nothing else), `stop` a StopRequest."""
     runner = r_REGISTRY[args.runner](args=args, logger=logger)
     env_info = runner.get_env_info()
-    args.n_agents = env_info["n_agents"]
-    args.n_actions = env_info["n_actions"]
-    args.state_shape = env_info["state_shape"]
-    args.obs_shape = env_info["obs_shape"]
-    args.episode_limit = env_info["episode_limit"]
-    args.continuous_actions = env_info.get("continuous_actions", False)
+    apply_env_info(args, env_info)
 
     scheme, groups, preprocess = build_scheme(env_info, args)
     buffer = ReplayBuffer(scheme, groups, args.buffer_size, env_info["episode_limit"] + 1,

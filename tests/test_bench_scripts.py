@@ -1,0 +1,72 @@
+"""The bench/ scripts still run against today's src/ and print the figures the docs quote.
+
+Each script runs as a user runs it (a subprocess from the repository root) at a tiny size; the
+figures themselves are measured by hand (docs/benchmarks.md), so these tests check only that each
+printed table has its rows and that what must hold whatever the machine does hold (a traced agent
+gives the eager agent's outputs; a full replay buffer holds ``buffer_size`` episodes; the shares of
+a run's wall time add up to the whole).
+"""
+import os
+import re
+import subprocess
+import sys
+
+from helpers import REPO_ROOT
+
+
+def run_bench(script, *arguments):
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, os.path.join("bench", script), *arguments], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def row(output, label):
+    """The numbers on the line that starts with ``label``."""
+    lines = [line for line in output.splitlines() if line.startswith(label)]
+    assert lines, f"no line starting with {label!r} in:\n{output}"
+    return [float(x.replace(",", "")) for x in re.findall(r"-?[\d,]*\.?\d+", lines[0][len(label):])]
+
+
+def test_update_cost_times_each_learner_given():
+    output = run_bench("update_cost.py", "--batch", "2", "--repeats", "1", "qmix",
+                       "sale_mb rollout_depth=1 imagination_starts=2")
+    assert row(output, "qmix ")[0] > 0
+    assert row(output, "sale_mb rollout_depth=1 imagination_starts=2")[0] > 0
+
+
+def test_run_costs_checkpoints_a_full_buffer():
+    episodes, seconds, megabytes = row(run_bench("run_costs.py", "checkpoint", "qmix"), "qmix ")
+    assert episodes == 5000  # qmix.yaml's buffer_size: the buffer was filled before timing
+    assert seconds > 0 and megabytes > 1
+
+
+def test_acting_cost_traced_agents_give_the_eager_outputs():
+    output = run_bench("acting_cost.py", "--calls", "20")
+    for agent in ("sale_agent", "rnn"):
+        line = next(line for line in output.splitlines() if line.startswith(agent + " "))
+        assert line.split()[-1] == "True", output
+
+
+def test_throughput_shares_add_up_to_the_wall_time():
+    output = run_bench("throughput.py", "--steps", "300")
+    shares = [row(output, part)[1] for part in ("env.step (raw LBF)", "action selection",
+                                                "env.reset (raw LBF)", "everything else")]
+    assert abs(sum(shares) - 100) < 0.5, output
+    assert row(output, "env steps per second")[0] > 0
+
+
+def test_wall_ratio_prints_a_ratio_per_algorithm_pair():
+    output = run_bench("wall_ratio.py", "--steps", "300", "--algs", "qmix", "qmix_gru")
+    assert row(output, "qmix ")[0] > 0 and row(output, "qmix_gru ")[0] > 0
+    assert re.search(r"ratio qmix_gru / qmix: \d+\.\d+ whole run", output), output
+
+
+def test_env_rates_measures_each_lbf_task():
+    output = run_bench("env_rates.py", "--steps", "100", "--train-steps", "100", "--only", "lbf")
+    table = [line for line in output.splitlines() if line.startswith("| lbf_")]
+    assert len(table) >= 2, output
+    for line in table:
+        random_rate, training_rate = (float(x.replace(",", "")) for x in line.split("|")[2:4])
+        assert random_rate > 0 and training_rate > 0
