@@ -130,14 +130,14 @@ def print_report(name, roots, out, args):
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def launch_stoppably(launch, processes):
+def launch_stoppably(launch, stopper):
     """Run `launch()`; SIGINT, SIGTERM or SIGHUP meanwhile reach every running cell once (it saves a
     checkpoint and exits) and start no new cell. Returns (launch's result, the first signal or None)."""
     received = []
 
     def stop(signum, frame):
         received.append(signum)
-        processes.stop(signum)
+        stopper.stop(signum)
 
     previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
@@ -153,19 +153,19 @@ def run_grid(args, grid):
 
     grid_dir = os.path.join(resolve_path(args.comparisons_dir), grid.name)
     if args.ray is not None:
+        stopper = backends.StopRequest()
         run_cells = functools.partial(backends.run_ray, address=args.ray or None, cpus=args.ray_cpus,
-                                      gpus=args.ray_gpus)
-        all_done = launch(grid, grid_dir, run_cells, retry_failed=args.retry_failed, dry_run=args.dry_run)
+                                      gpus=args.ray_gpus, stop=stopper)
     else:
-        processes = backends.LocalProcesses()
+        stopper = backends.LocalProcesses()
         run_cells = functools.partial(backends.run_local, workers=args.workers or backends.free_cores(),
-                                      processes=processes)
-        all_done, stopped_by = launch_stoppably(functools.partial(
-            launch, grid, grid_dir, run_cells, retry_failed=args.retry_failed, dry_run=args.dry_run), processes)
-        if stopped_by is not None:
-            print(f"stopped by {signal.Signals(stopped_by).name}: the running cells saved checkpoints; "
-                  f"run the same command again to resume them.", file=sys.stderr)
-            return 128 + stopped_by
+                                      processes=stopper)
+    all_done, stopped_by = launch_stoppably(functools.partial(
+        launch, grid, grid_dir, run_cells, retry_failed=args.retry_failed, dry_run=args.dry_run), stopper)
+    if stopped_by is not None:
+        print(f"stopped by {signal.Signals(stopped_by).name}: the running cells saved checkpoints; "
+              f"run the same command again to resume them.", file=sys.stderr)
+        return 128 + stopped_by
     code = 0 if all_done else 1
     if not args.no_report and not args.dry_run:
         out = resolve_path(args.out) if args.out else grid_dir

@@ -6,6 +6,7 @@ handed to Sacred, which records it under results/sacred/<alg>/<env>/<id>/ (and i
 """
 import errno
 import os
+import signal
 import sys
 
 SRC_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -50,10 +51,31 @@ def make_experiment(config):
     return experiment
 
 
+STOP_WITH_PARENT = "SALE_MARL_STOP_WITH_PARENT"
+
+
+def stop_with_parent():
+    """When ``$SALE_MARL_STOP_WITH_PARENT`` holds the pid of the process that started this one (the
+    comparison tool's cells set it), the kernel sends this process SIGTERM if that one dies (Linux:
+    prctl PR_SET_PDEATHSIG), so a run whose launcher was killed saves a checkpoint and stops instead
+    of running on unwatched. Returns False when the launcher is already gone."""
+    parent = os.environ.pop(STOP_WITH_PARENT, None)   # not for this run's own children
+    if not parent or not sys.platform.startswith("linux"):
+        return True
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    return os.getppid() == int(parent)   # it may have died before the prctl
+
+
 def main(argv=None):
     """Run one experiment; returns the process exit code: 2 for a config or checkpoint error
     found before the run starts, 128 + the signal number for a run stopped by SIGINT/SIGTERM
     (checkpointed, resumable), 1 for a run that failed."""
+    if not stop_with_parent():
+        print("error: the process that started this run is gone; not starting.", file=sys.stderr)
+        return 128 + signal.SIGTERM
     from checkpoint import CheckpointError
     from run_config import ConfigError, build_config, parse_command_line
     from experiment import preflight_checkpoint, preflight_env, preflight_results, preflight_wandb

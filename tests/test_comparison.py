@@ -1,6 +1,5 @@
 """src/compare.py and src/comparison/: reports on Sacred folders with known numbers, and grids of
 tiny real runs (src/main.py on the matrix game) through the process pool and a local Ray instance."""
-import contextlib
 import json
 import os
 import secrets
@@ -290,18 +289,25 @@ def test_interrupted_grid_resumes_from_checkpoints(tmp_path, capsys):
     second = grid_dir / "cells" / "qmix__matrix_game__seed2"
     process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "src", "compare.py"), *argv],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:   # a crash once the second cell has written a checkpoint: compare.py and its main.py killed
+    try:   # a crash once the second cell has written a checkpoint: compare.py killed outright
         while cells.resumable_checkpoint(str(second)) is None:
             assert process.poll() is None, "the grid ended before it could be interrupted"
             time.sleep(0.2)
+        child = psutil.Process(cells.read_state(second)["pid"])
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        with contextlib.suppress(ProcessLookupError):   # main.py runs in a session of its own
-            os.kill(cells.read_state(second)["pid"], signal.SIGKILL)
-    assert cells.read_state(grid_dir / "cells" / "qmix__matrix_game__seed1")["status"] == "done"
-    assert cells.read_state(second)["status"] == "running"
+    # main.py runs in a session of its own; the kernel told it its launcher died (SIGTERM): it saved
+    # a checkpoint where it stopped, and exited, instead of running on unwatched
+    child.wait(timeout=60)   # not our child: psutil cannot give its return code
+    with open(second / "stderr.log") as f:
+        log = f.read()
+    assert "SIGTERM received" in log
+    stopped_at = int(log.split("Interrupted at t_env=")[1].split(".")[0])
     checkpoint = cells.resumable_checkpoint(str(second))
+    assert checkpoint_steps(checkpoint)[-1] == stopped_at
+    assert cells.read_state(grid_dir / "cells" / "qmix__matrix_game__seed1")["status"] == "done"
+    assert cells.read_state(second)["status"] == "running"   # nobody was left to record its end
     assert compare.main([*argv[:argv.index("with")], "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "qmix__matrix_game__seed1: skip (done)" in printed
@@ -364,6 +370,50 @@ def test_signal_to_compare_stops_its_cells_with_a_checkpoint_and_a_second_compar
     printed = capsys.readouterr().out
     assert "qmix__matrix_game__seed1: resume" in printed and f"checkpoint_path={checkpoint}" in printed
     assert "qmix__matrix_game__seed2: run" in printed
+
+
+def test_signal_to_compare_on_ray_cancels_its_tasks_and_their_cells_save_a_checkpoint(tmp_path):
+    """With --ray, SIGTERM to compare.py cancels its Ray tasks: the running cell's task passes SIGTERM
+    to its main.py, which saves a checkpoint; the queued cell never starts (one CPU: one task at a
+    time); compare.py waits for them, then exits 128 + the signal. compare.py starts its own Ray
+    instance here (a subprocess: this pytest process may hold one)."""
+    argv = ["--configs=qmix", "--env-configs=matrix_game", "--seeds=2", "--name=stopped",
+            f"--comparisons-dir={tmp_path}", "--ray", "--no-report", "with", "t_max=1000000",
+            "test_interval=400", "test_nepisode=4", "log_interval=400", "runner_log_interval=400",
+            "learner_log_interval=400", "batch_size=4", "buffer_size=32", "save_model_interval=400"]
+    grid_dir = tmp_path / "stopped" / "cells"
+    env = dict(os.environ, RAY_TMPDIR=tempfile.mkdtemp(prefix="rt", dir="/tmp"), RAY_ADDRESS="")
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys, compare, ray; ray.init(num_cpus=1, include_dashboard=False, "
+         "log_to_driver=False); sys.exit(compare.main(sys.argv[1:]))", *argv],
+        cwd=os.path.join(REPO_ROOT, "src"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True)
+    try:
+        started = None
+        while started is None or cells.resumable_checkpoint(str(grid_dir / started)) is None:
+            assert process.poll() is None, "the grid ended before it could be stopped"
+            running = [cell for cell in ("qmix__matrix_game__seed1", "qmix__matrix_game__seed2")
+                       if (cells.read_state(grid_dir / cell) or {}).get("status") == "running"]
+            started = started or (running[0] if running else None)
+            time.sleep(0.2)
+        child = cells.read_state(grid_dir / started)["pid"]
+        assert psutil.Process(child).is_running()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM" in err
+    assert not psutil.pid_exists(child)
+    state = cells.read_state(grid_dir / started)
+    assert state["status"] == "interrupted" and state["returncode"] == 128 + signal.SIGTERM
+    with open(grid_dir / started / "stderr.log") as f:
+        stopped_at = int(f.read().split("Interrupted at t_env=")[1].split(".")[0])
+    assert checkpoint_steps(cells.resumable_checkpoint(str(grid_dir / started)))[-1] == stopped_at
+    queued = ({"qmix__matrix_game__seed1", "qmix__matrix_game__seed2"} - {started}).pop()
+    assert cells.read_state(grid_dir / queued) is None   # cancelled before it started
 
 
 @pytest.fixture(scope="module")

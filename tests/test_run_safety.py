@@ -103,6 +103,16 @@ def test_a_second_signal_stops_at_once_and_handlers_are_restored():
     assert {signum: signal.getsignal(signum) for signum in previous} == previous
 
 
+def test_a_run_whose_launcher_is_already_gone_does_not_start(tmp_path):
+    """SALE_MARL_STOP_WITH_PARENT names the launcher (the comparison tool sets it); a run whose parent is
+    not that process any more (it died before main.py could ask to be stopped with it) does nothing."""
+    done = subprocess.run(main_command("qmix", "matrix_game", tmp_path, TINY), capture_output=True, text=True,
+                          env=dict(os.environ, SALE_MARL_STOP_WITH_PARENT=str(os.getpid() + 10 ** 6)))
+    assert done.returncode == 128 + signal.SIGTERM
+    assert "the process that started this run is gone" in done.stderr
+    assert not os.path.exists(tmp_path / "sacred")
+
+
 @pytest.fixture
 def checkpoint_copy(interrupted, tmp_path):
     """A copy of the interrupted run's models folder, for resumes that may write into it."""

@@ -75,21 +75,42 @@ def connect_ray(address):
     return ray, True
 
 
-def run_ray(jobs, poll, address, cpus, gpus):
+class StopRequest:
+    """Set from a signal handler (`stop(signum)`); `run_ray` cancels its tasks when it sees it."""
+
+    def __init__(self):
+        self.signum = None
+
+    def stop(self, signum):
+        self.signum = signum
+
+
+def run_ray(jobs, poll, address, cpus, gpus, stop=None):
     """One plain Ray task per cell, asking for `cpus` CPUs and `gpus` GPUs (fractions allowed).
 
     The repository and the grid folder must be at the same path on every node (a shared file
     system, as on Slurm clusters); `cells` is shipped by value, so workers need no extra set-up.
+    Once `stop` (a StopRequest) is set, every task is cancelled: queued ones never start, running
+    ones pass SIGTERM to their main.py (`cells.wait_for`), which saves a checkpoint; this waits for
+    them to end.
     """
     ray, started = connect_ray(address)
     ray.cloudpickle.register_pickle_by_value(cells)
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(cells.run_cell)
+    cancelled = False
     try:
         pending = [task.remote(*job, torch_threads=max(1, int(cpus))) for job in jobs]
         while pending:
+            if stop is not None and stop.signum is not None and not cancelled:
+                for ref in pending:
+                    ray.cancel(ref)
+                cancelled = True
             finished, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
             for ref in finished:
-                yield ray.get(ref)
+                try:
+                    yield ray.get(ref)
+                except ray.exceptions.TaskCancelledError:
+                    pass   # a queued cell, or a stopped one (its cell.json says which)
             poll()
     finally:
         if started:

@@ -9,7 +9,9 @@ stderr). An `interrupted` cell, or a `running` one whose process is gone, resume
 full-state checkpoint (`resume=True checkpoint_path=...`), or starts again when it has none.
 
 main.py runs in its own session, so a terminal's Ctrl-C reaches only compare.py, which passes the
-signal on once (backends.LocalProcesses): a second Ctrl-C would make main.py stop without saving.
+signal on once (backends.LocalProcesses; on Ray, a cancelled task passes SIGTERM on, `wait_for`): a
+second Ctrl-C would make main.py stop without saving. main.py is told the pid of the process that
+started it (``SALE_MARL_STOP_WITH_PARENT``) and gets SIGTERM from the kernel if that one dies.
 `run_cell` uses only the standard library and holds no lock: Ray ships this module by value.
 """
 import glob
@@ -116,7 +118,8 @@ def run_cell(cell_id, folder, command, torch_threads=1, processes=None):
     previous = read_state(folder) or {}
     state = {"cell": cell_id, "status": "running", "command": command, "attempt": previous.get("attempt", 0) + 1,
              "host": os.uname().nodename, "worker_pid": os.getpid()}
-    env = dict(os.environ, OMP_NUM_THREADS=str(torch_threads), MKL_NUM_THREADS=str(torch_threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch_threads), MKL_NUM_THREADS=str(torch_threads),
+               SALE_MARL_STOP_WITH_PARENT=str(os.getpid()))   # main.py stops (SIGTERM) if this process dies
     stderr_path = os.path.join(folder, "stderr.log")
     header = f"=== attempt {state['attempt']}: {' '.join(command)}\n"
     stderr_from = []   # where this attempt's stderr starts in stderr.log
@@ -137,7 +140,7 @@ def run_cell(cell_id, folder, command, torch_threads=1, processes=None):
         if process is None:
             return {"cell": cell_id, "status": "not started"}
         try:
-            returncode = process.wait()
+            returncode = wait_for(process)
         finally:
             if processes is not None:
                 processes.forget(process)
@@ -148,6 +151,22 @@ def run_cell(cell_id, folder, command, torch_threads=1, processes=None):
     state.update(status=status, returncode=returncode, finished=time.time(), stderr_tail="\n".join(tail))
     write_state(folder, state)
     return state
+
+
+def wait_for(process):
+    """main.py's return code. A KeyboardInterrupt meanwhile (how Ray cancels a running task) is passed
+    on as SIGTERM, so main.py saves a checkpoint; its return code is returned once it has exited.
+    Waits in short polls: Ray raises the KeyboardInterrupt in this thread, which a blocking wait
+    would not see until main.py ended."""
+    try:
+        while True:
+            try:
+                return process.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                pass
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGTERM)
+        return process.wait()
 
 
 def env_steps(folder):
