@@ -7,6 +7,11 @@ only here) as ``previous_path``:
 - Adam stepped parameter by parameter (now ``foreach``).
 With ``img_epsilon > 0`` the last step's exploratory draws, which nothing read, are gone, so the
 random stream after imagination differs; that case is therefore not compared here.
+
+One pure-speed change cannot be bitwise: the SALE encoder's per-action features now add a dense
+copy of the transposed action weight, so the layer after them is one matrix product over all
+(row, action) pairs instead of a batched product per row (BLAS sums in another order). It is
+checked against the transposed operand to float32 rounding, and by what makes it fast.
 """
 import contextlib
 
@@ -16,7 +21,7 @@ import torch.nn.functional as F
 
 from learners.sale_mb_learner import SALEMBLearner
 from learners.sale_model_learner import SALEModelLearner, imagined_steps
-from modules.agents.sale_agent import SALEAgent
+from modules.agents.sale_agent import SALEAgent, StateActionEncoder
 from test_sale_mb import make_batch, make_learner
 from utils.latent_utils import avg_l1_norm
 from utils.td_utils import greedy_next_qs
@@ -159,3 +164,35 @@ def test_parameters_are_bitwise_those_of_the_previous_path(monkeypatch, override
     assert not differing, differing
     assert any(torch.is_tensor(value) and value.abs().sum() > 0 for key, value in after.items()
                if key.startswith("adam1"))  # the model group's Adam took steps: a real comparison
+
+
+def previous_action_features(self, z):
+    return F.elu(self.g_state(z).unsqueeze(-2) + self.g_action.weight.t())
+
+
+def test_the_dense_action_weight_changes_only_the_rounding(monkeypatch):
+    after = state_of(trained({}))
+    with monkeypatch.context() as patch:
+        patch.setattr(StateActionEncoder, "action_features", previous_action_features)
+        before = state_of(trained({}))
+    assert before.keys() == after.keys()
+    for key in before:   # measured: at most 3e-8 apart after three updates
+        torch.testing.assert_close(after[key], before[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def batched_products(agent, rows=64):
+    """The aten::bmm calls of one forward pass of the agent's Q head over ``rows`` rows."""
+    inputs, hidden = torch.randn(rows, agent.fc1.in_features), torch.randn(rows, agent.hidden_dim)
+    with torch.no_grad(), torch.profiler.profile() as profiler:
+        agent(inputs, hidden)
+    return [event for event in profiler.events() if event.name == "aten::bmm"]
+
+
+def test_the_q_head_runs_no_batched_matrix_product(monkeypatch):
+    """The transposed operand made the layer after the per-action features a batched product (one
+    small matrix product per row, ~4x slower for LBF-sized batches: docs/benchmarks.md)."""
+    agent = make_learner().mac.agent
+    assert not batched_products(agent)
+    with monkeypatch.context() as patch:
+        patch.setattr(StateActionEncoder, "action_features", previous_action_features)
+        assert batched_products(agent)   # what this test guards against

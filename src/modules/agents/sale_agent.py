@@ -45,8 +45,10 @@ class StateActionEncoder(nn.Module):
         return self.g_out(F.elu(self.g_state(z) + self.g_action(actions_onehot)))
 
     def action_features(self, z):
-        """g's hidden layer for every single action, [..., n_actions, hidden]: z_a = g_out(it)."""
-        return F.elu(self.g_state(z).unsqueeze(-2) + self.g_action.weight.t())
+        """g's hidden layer for every single action, [..., n_actions, hidden]: z_a = g_out(it).
+        The transposed action weight is added as a dense copy: over a transposed view the result
+        is laid out non-contiguously and the layer after it becomes one small product per row."""
+        return F.elu(self.g_state(z).unsqueeze(-2) + self.g_action.weight.t().contiguous())
 
 
 def frozen_copy(module):
