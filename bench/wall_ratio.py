@@ -12,6 +12,7 @@ and the ratio SALE-MB / QMIX of both (issue 9's target: <= 3).
 
     nice python bench/wall_ratio.py [--steps 3000] [--rounds 1] [--env lbf_2s_8x8_2p_2f_coop]
                                     [--algs qmix sale_mb] [--threads 1]
+    nice python bench/wall_ratio.py --algs qmix "sale_mb model_update_interval=4 rollout_depth=1"
 """
 import argparse
 import os
@@ -22,14 +23,15 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 
 
-def train_once(alg, env, steps, seed, threads, steady_update):
-    """One training run; returns (env steps, wall s, env steps and wall s from the
-    ``steady_update``-th update on)."""
+def train_once(alg_spec, env, steps, seed, threads, steady_update):
+    """One training run of 'alg key=value ...'; returns (env steps, wall s, env steps and wall s
+    from the ``steady_update``-th update on)."""
     from lbforaging.foraging.environment import ForagingEnv
     from learners import REGISTRY as learners
     from run_config import build_config
     import main as entry
 
+    alg, *settings = alg_spec.split()
     learner_cls = learners[build_config(alg, env, [], check_names=False)["learner"]]
     steps_seen, updates, first_step = [0], [], []
     original_step, original_train = ForagingEnv.step, learner_cls.train
@@ -50,7 +52,7 @@ def train_once(alg, env, steps, seed, threads, steady_update):
             argv = [f"--config={alg}", f"--env-config={env}", "with", f"t_max={steps}",
                     f"seed={seed}", f"local_results_path={results}", f"torch_threads={threads}",
                     "test_interval=1000000000", "log_interval=1000000000", "test_nepisode=1",
-                    "save_model=False"]
+                    "save_model=False", *settings]
             code = entry.main(argv)
             end = time.perf_counter()
     finally:
@@ -68,7 +70,8 @@ def main():
     parser.add_argument("--steps", type=int, default=3000, help="training env steps per run (t_max)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each algorithm, alternating")
     parser.add_argument("--env", default="lbf_2s_8x8_2p_2f_coop", help="env config")
-    parser.add_argument("--algs", nargs=2, default=["qmix", "sale_mb"], help="baseline, method")
+    parser.add_argument("--algs", nargs=2, default=["qmix", "sale_mb"],
+                        help="baseline, method; each a config name with optional settings: 'sale_mb rollout_depth=1'")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch_threads of the runs")
     options = parser.parse_args()
@@ -82,17 +85,17 @@ def main():
                                 options.threads, steady_update)
             for index, value in enumerate(result):
                 totals[alg][index] += value or 0
-            print(f"round {round_index} {alg:10s} env steps {result[0]:7d} wall {result[1]:7.1f} s",
+            print(f"round {round_index} {alg:24s} env steps {result[0]:7d} wall {result[1]:7.1f} s",
                   flush=True)
 
     print(f"\nenv={options.env} steps={options.steps} rounds={options.rounds} threads={options.threads} "
           f"load average {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} CPUs")
-    print(f"{'alg':10s} {'us per env step':>16s} {'steady state (from update ' + str(steady_update) + ')':>34s}")
+    print(f"{'alg':24s} {'us per env step':>16s} {'steady state (from update ' + str(steady_update) + ')':>34s}")
     per_step = {}
     for alg, (steps, wall, steady_steps, steady_wall) in totals.items():
         steady = 1e6 * steady_wall / steady_steps if steady_steps else float("nan")
         per_step[alg] = (1e6 * wall / steps, steady)
-        print(f"{alg:10s} {per_step[alg][0]:16.0f} {steady:34.0f}")
+        print(f"{alg:24s} {per_step[alg][0]:16.0f} {steady:34.0f}")
     base, method = (per_step[alg] for alg in options.algs)
     print(f"ratio {options.algs[1]} / {options.algs[0]}: {method[0] / base[0]:.2f} whole run, "
           f"{method[1] / base[1]:.2f} steady state (target <= 3)")
