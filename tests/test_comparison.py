@@ -301,11 +301,9 @@ def test_interrupted_grid_resumes_from_checkpoints(tmp_path, capsys):
     # a checkpoint where it stopped, and exited, instead of running on unwatched
     child.wait(timeout=60)   # not our child: psutil cannot give its return code
     with open(second / "stderr.log") as f:
-        log = f.read()
-    assert "SIGTERM received" in log
-    stopped_at = int(log.split("Interrupted at t_env=")[1].split(".")[0])
+        assert "SIGTERM received" in f.read()
     checkpoint = cells.resumable_checkpoint(str(second))
-    assert checkpoint_steps(checkpoint)[-1] == stopped_at
+    assert checkpoint_steps(checkpoint)[-1] == stopped_at(second)
     assert cells.read_state(grid_dir / "cells" / "qmix__matrix_game__seed1")["status"] == "done"
     assert cells.read_state(second)["status"] == "running"   # nobody was left to record its end
     assert compare.main([*argv[:argv.index("with")], "--dry-run"]) == 0
@@ -324,14 +322,37 @@ def test_interrupted_grid_resumes_from_checkpoints(tmp_path, capsys):
         assert json.load(f)["resume"] is True
 
 
+def long_grid_argv(tmp_path, *flags):
+    """Two qmix cells on the matrix game, long enough to be stopped, checkpointing every 400 steps."""
+    return ["--configs=qmix", "--env-configs=matrix_game", "--seeds=2", "--name=stopped",
+            f"--comparisons-dir={tmp_path}", *flags, "--no-report", "with", "t_max=1000000",
+            "test_interval=400", "test_nepisode=4", "log_interval=400", "runner_log_interval=400",
+            "learner_log_interval=400", "batch_size=4", "buffer_size=32", "save_model_interval=400"]
+
+
+def terminate(process, timeout=180):
+    """SIGTERM to a compare.py subprocess; its stderr once it has exited (killed if it does not)."""
+    try:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        return process.communicate(timeout=timeout)[1]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def stopped_at(cell):
+    """The env step at which a cell's main.py stopped on a signal (it says so on stderr)."""
+    with open(os.path.join(cell, "stderr.log")) as f:
+        return int(f.read().split("Interrupted at t_env=")[1].split(".")[0])
+
+
 def test_signal_to_compare_stops_its_cells_with_a_checkpoint_and_a_second_compare_is_refused(tmp_path, capsys):
     """SIGTERM to compare.py alone (its cells run in their own sessions, as from `nohup ... &`) reaches
     its running main.py once: that saves a checkpoint and exits, no further cell starts, and the cell is
     `interrupted`, which a rerun resumes. While a cell runs, a second compare.py on the grid refuses."""
-    argv = ["--configs=qmix", "--env-configs=matrix_game", "--seeds=2", "--name=stopped",
-            f"--comparisons-dir={tmp_path}", "--workers=1", "--no-report", "with", "t_max=1000000",
-            "test_interval=400", "test_nepisode=4", "log_interval=400", "runner_log_interval=400",
-            "learner_log_interval=400", "batch_size=4", "buffer_size=32", "save_model_interval=400"]
+    argv = long_grid_argv(tmp_path, "--workers=1")
     first = tmp_path / "stopped" / "cells" / "qmix__matrix_game__seed1"
     second = tmp_path / "stopped" / "cells" / "qmix__matrix_game__seed2"
     process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "src", "compare.py"), *argv],
@@ -348,12 +369,8 @@ def test_signal_to_compare_stops_its_cells_with_a_checkpoint_and_a_second_compar
         assert f"qmix__matrix_game__seed1 (main.py pid {child})" in capsys.readouterr().err
         assert psutil.Process(child).is_running() and cells.read_state(first)["status"] == "running"
 
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=120)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        err = terminate(process)
     assert process.returncode == 128 + signal.SIGTERM
     assert "stopped by SIGTERM" in err and "run the same command again to resume" in err
     assert not psutil.pid_exists(child)
@@ -362,10 +379,8 @@ def test_signal_to_compare_stops_its_cells_with_a_checkpoint_and_a_second_compar
     assert cells.read_state(second) is None   # queued behind the stopped cell: never started
 
     # main.py saved a checkpoint at the step it stopped at; the rerun resumes from it.
-    with open(first / "stderr.log") as f:
-        stopped_at = int(f.read().split("Interrupted at t_env=")[1].split(".")[0])
     checkpoint = cells.resumable_checkpoint(str(first))
-    assert checkpoint_steps(checkpoint)[-1] == stopped_at
+    assert checkpoint_steps(checkpoint)[-1] == stopped_at(first)
     assert compare.main([*argv[:argv.index("with")], "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "qmix__matrix_game__seed1: resume" in printed and f"checkpoint_path={checkpoint}" in printed
@@ -377,10 +392,7 @@ def test_signal_to_compare_on_ray_cancels_its_tasks_and_their_cells_save_a_check
     to its main.py, which saves a checkpoint; the queued cell never starts (one CPU: one task at a
     time); compare.py waits for them, then exits 128 + the signal. compare.py starts its own Ray
     instance here (a subprocess: this pytest process may hold one)."""
-    argv = ["--configs=qmix", "--env-configs=matrix_game", "--seeds=2", "--name=stopped",
-            f"--comparisons-dir={tmp_path}", "--ray", "--no-report", "with", "t_max=1000000",
-            "test_interval=400", "test_nepisode=4", "log_interval=400", "runner_log_interval=400",
-            "learner_log_interval=400", "batch_size=4", "buffer_size=32", "save_model_interval=400"]
+    argv = long_grid_argv(tmp_path, "--ray")
     grid_dir = tmp_path / "stopped" / "cells"
     env = dict(os.environ, RAY_TMPDIR=tempfile.mkdtemp(prefix="rt", dir="/tmp"), RAY_ADDRESS="")
     process = subprocess.Popen(
@@ -398,20 +410,15 @@ def test_signal_to_compare_on_ray_cancels_its_tasks_and_their_cells_save_a_check
             time.sleep(0.2)
         child = cells.read_state(grid_dir / started)["pid"]
         assert psutil.Process(child).is_running()
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=180)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        err = terminate(process)
     assert process.returncode == 128 + signal.SIGTERM, err
     assert "stopped by SIGTERM" in err
     assert not psutil.pid_exists(child)
     state = cells.read_state(grid_dir / started)
     assert state["status"] == "interrupted" and state["returncode"] == 128 + signal.SIGTERM
-    with open(grid_dir / started / "stderr.log") as f:
-        stopped_at = int(f.read().split("Interrupted at t_env=")[1].split(".")[0])
-    assert checkpoint_steps(cells.resumable_checkpoint(str(grid_dir / started)))[-1] == stopped_at
+    checkpoint = cells.resumable_checkpoint(str(grid_dir / started))
+    assert checkpoint_steps(checkpoint)[-1] == stopped_at(grid_dir / started)
     queued = ({"qmix__matrix_game__seed1", "qmix__matrix_game__seed2"} - {started}).pop()
     assert cells.read_state(grid_dir / queued) is None   # cancelled before it started
 
