@@ -35,8 +35,10 @@ class RunInterrupted(SacredInterrupt):
 
 
 class StopRequest:
-    """The first SIGINT or SIGTERM asks the training loop to stop after the current step; a second
-    one stops at once (KeyboardInterrupt, nothing more saved)."""
+    """The first SIGINT or SIGTERM asks the training loop to stop after the current step; a later
+    SIGINT (a second Ctrl-C) stops at once (KeyboardInterrupt, nothing more saved). A later SIGTERM
+    changes nothing: senders that are not a person may send it more than once (the kernel's
+    parent-death signal comes once per exiting thread of the launcher's process)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -56,7 +58,9 @@ class StopRequest:
 
     def _handle(self, signum, _frame):
         if self.signum is not None:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
         self.signum = signum
         self.console_logger.warning(
             "%s received: stopping after the current step and saving a checkpoint "

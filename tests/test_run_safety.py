@@ -113,6 +113,17 @@ def test_a_run_whose_launcher_is_already_gone_does_not_start(tmp_path):
     assert not os.path.exists(tmp_path / "sacred")
 
 
+def test_a_repeated_sigterm_keeps_the_stop_that_saves():
+    import logging
+
+    from run import StopRequest
+
+    with StopRequest(logging.getLogger("test_stop")) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)   # e.g. a launcher's threads exiting one after another
+        assert stop.signum == signal.SIGTERM
+
+
 @pytest.fixture
 def checkpoint_copy(interrupted, tmp_path):
     """A copy of the interrupted run's models folder, for resumes that may write into it."""
