@@ -389,17 +389,18 @@ def test_signal_to_compare_stops_its_cells_with_a_checkpoint_and_a_second_compar
 
 def test_signal_to_compare_on_ray_cancels_its_tasks_and_their_cells_save_a_checkpoint(tmp_path):
     """With --ray, SIGTERM to compare.py cancels its Ray tasks: the running cell's task passes SIGTERM
-    to its main.py, which saves a checkpoint; the queued cell never starts (one CPU: one task at a
-    time); compare.py waits for them, then exits 128 + the signal. compare.py starts its own Ray
-    instance here (a subprocess: this pytest process may hold one)."""
-    argv = long_grid_argv(tmp_path, "--ray")
+    to its main.py, which saves a checkpoint; the queued cell never starts (each task asks for every
+    CPU of the instance: one at a time); compare.py waits for them, then exits 128 + the signal.
+    compare.py starts a Ray instance of its own, in a temporary folder of its own, as a user's does
+    (ray.init then replaces the driver's SIGTERM handler with an immediate exit: compare.py must
+    keep its own)."""
+    argv = long_grid_argv(tmp_path, "--ray", f"--ray-cpus={os.cpu_count()}")
     grid_dir = tmp_path / "stopped" / "cells"
-    env = dict(os.environ, RAY_TMPDIR=tempfile.mkdtemp(prefix="rt", dir="/tmp"), RAY_ADDRESS="")
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import sys, compare, ray; ray.init(num_cpus=1, include_dashboard=False, "
-         "log_to_driver=False); sys.exit(compare.main(sys.argv[1:]))", *argv],
-        cwd=os.path.join(REPO_ROOT, "src"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True, start_new_session=True)
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rt", dir="/tmp")   # Ray's socket paths must stay short
+    process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "src", "compare.py"), *argv],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     try:
         started = None
         while started is None or cells.resumable_checkpoint(str(grid_dir / started)) is None:

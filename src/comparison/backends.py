@@ -5,6 +5,7 @@ final state as it finishes; `poll()` is called every `POLL_S` seconds meanwhile 
 """
 import concurrent.futures
 import os
+import signal
 import threading
 
 from comparison import cells
@@ -94,7 +95,9 @@ def run_ray(jobs, poll, address, cpus, gpus, stop=None):
     ones pass SIGTERM to their main.py (`cells.wait_for`), which saves a checkpoint; this waits for
     them to end.
     """
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     ray, started = connect_ray(address)
+    signal.signal(signal.SIGTERM, on_sigterm)   # ray.init makes SIGTERM exit the driver at once
     ray.cloudpickle.register_pickle_by_value(cells)
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(cells.run_cell)
     cancelled = False
