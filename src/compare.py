@@ -153,7 +153,7 @@ def run_grid(args, grid):
 
     grid_dir = os.path.join(resolve_path(args.comparisons_dir), grid.name)
     if args.ray is not None:
-        stopper = backends.StopRequest()
+        stopper = backends.StopFlag()
         run_cells = functools.partial(backends.run_ray, address=args.ray or None, cpus=args.ray_cpus,
                                       gpus=args.ray_gpus, stop=stopper)
     else:

@@ -76,7 +76,7 @@ def connect_ray(address):
     return ray, True
 
 
-class StopRequest:
+class StopFlag:
     """Set from a signal handler (`stop(signum)`); `run_ray` cancels its tasks when it sees it."""
 
     def __init__(self):
@@ -91,7 +91,7 @@ def run_ray(jobs, poll, address, cpus, gpus, stop=None):
 
     The repository and the grid folder must be at the same path on every node (a shared file
     system, as on Slurm clusters); `cells` is shipped by value, so workers need no extra set-up.
-    Once `stop` (a StopRequest) is set, every task is cancelled: queued ones never start, running
+    Once `stop` (a StopFlag) is set, every task is cancelled: queued ones never start, running
     ones pass SIGTERM to their main.py (`cells.wait_for`), which saves a checkpoint; this waits for
     them to end.
     """
