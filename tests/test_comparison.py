@@ -27,8 +27,10 @@ from helpers import REPO_ROOT, UPSTREAM_EPYMARL
 REPS = 300
 
 
-def write_run(root, alg, env, run_id, seed, steps, returns, status="COMPLETED", resume=False, t_max=None):
-    """A Sacred run folder as the file observer writes it (ours and upstream EPyMARL's alike)."""
+def write_run(root, alg, env, run_id, seed, steps, returns, status="COMPLETED", resume=False, t_max=None,
+              last_step=None):
+    """A Sacred run folder as the file observer writes it (ours and upstream EPyMARL's alike); with
+    `last_step`, a training metric logged after the last test, at that env step."""
     folder = os.path.join(str(root), "sacred", alg, env, str(run_id))
     os.makedirs(folder)
     with open(os.path.join(folder, "config.json"), "w") as f:
@@ -37,8 +39,11 @@ def write_run(root, alg, env, run_id, seed, steps, returns, status="COMPLETED", 
         json.dump({"status": status, "start_time": "2026-11-29T10:00:00.000000",
                    "stop_time": "2026-11-29T10:30:00.000000"}, f)
     with open(os.path.join(folder, "metrics.json"), "w") as f:
-        json.dump({"test_return_mean": {"steps": list(steps), "values": list(returns),
-                                        "timestamps": ["2026-11-29T10:00:00"] * len(steps)}}, f)
+        metrics = {"test_return_mean": {"steps": list(steps), "values": list(returns),
+                                        "timestamps": ["2026-11-29T10:00:00"] * len(steps)}}
+        if last_step is not None:
+            metrics["episode"] = {"steps": [last_step], "values": [1], "timestamps": ["2026-11-29T10:29:00"]}
+        json.dump(metrics, f)
     return folder
 
 
@@ -114,8 +119,9 @@ def test_missing_half_written_and_superseded_runs(results, tmp_path):
     missing = write_run(results, "good", "task_a", 201, 7, STEPS, [9.0] * 5)
     os.remove(os.path.join(missing, "config.json"))
     # Seed 1 of "poor" on task_b was interrupted, then resumed: only the resumed run counts.
+    shutil.rmtree(results / "sacred" / "poor" / "task_b" / "16")   # the fixture's seed 1 run
     write_run(results, "poor", "task_b", 202, 1, STEPS[:2], [50.0, 50.0], status="INTERRUPTED")
-    write_run(results, "poor", "task_b", 203, 1, STEPS, [0, 1, 2, 3, 7.0], resume=True)
+    write_run(results, "poor", "task_b", 203, 1, STEPS, [0, 1, 2, 3, 7.0], resume=True, last_step=5000)
 
     with pytest.warns(SkippedRunWarning) as caught:
         runs = load_runs([str(results)])
@@ -126,6 +132,7 @@ def test_missing_half_written_and_superseded_runs(results, tmp_path):
     poor_b = {run.seed: run for run in runs if (run.alg, run.env) == ("poor", "task_b")}
     assert len(poor_b) == 5 and poor_b[1].returns[-1] == 7.0 and poor_b[1].run_id == 203
     assert poor_b[1].wall_s == 2 * 1800 and poor_b[2].wall_s == 1800   # both attempts' time
+    assert poor_b[1].env_steps == 5000 and poor_b[2].env_steps == 4000  # the highest step logged
 
     # A run still going counts as it stands, and the report says so.
     write_run(results, "poor", "task_b", 204, 6, STEPS[:3], [0, 1, 2.0], status="RUNNING", t_max=4000)
@@ -133,7 +140,13 @@ def test_missing_half_written_and_superseded_runs(results, tmp_path):
         write_report("partial", [str(results)], str(tmp_path / "partial"), reps=REPS)
     with open(tmp_path / "partial" / "report.md") as f:
         text = f.read()
-    assert "**1 of 22 runs have not finished**" in text and "poor on task_b seed 6 (RUNNING, last test at 2,000)" in text
+    assert "**1 of 21 runs have not finished**" in text and "poor on task_b seed 6 (RUNNING, last test at 2,000)" in text
+    # Wall time per env step pools a group's time and steps, the unfinished run as far as it got:
+    # poor on task_b took 2 x 1800 s (seed 1's two attempts) + 5 x 1800 s for 5000 + 4 x 4000 + 2000
+    # steps; good on task_b 5 x 1800 s for 5 x 4000 steps.
+    poor_per_step, good_per_step = 7 * 1800 / 23000 * 1e6, 1800 / 4000 * 1e6
+    assert f"| task_b | poor | 23,000 | {poor_per_step:,.0f} | {poor_per_step / good_per_step:.2f} |" in text
+    assert f"| task_b | good | 20,000 | {good_per_step:,.0f} | 1.00 |" in text
 
 
 def test_report_command_over_several_result_roots(results, tmp_path, capsys):

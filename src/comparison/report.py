@@ -3,7 +3,8 @@
 Writes, in the output folder:
 - `report.md`: per (env, alg) the seeds, budget, env steps reached and the IQM / mean test
   returns with 95% stratified-bootstrap intervals; across tasks, min-max normalised aggregates and
-  the probability of improvement of each algorithm over each other one;
+  the probability of improvement of each algorithm over each other one; the wall time per env step
+  of each (env, alg) and its ratio to the cheapest algorithm on that env;
 - `table.csv` (the same per group, every number) and `runs.csv` (final / best / AUC per seed);
 - `curves.png` (learning curves, one panel per env) and `aggregates.png` (normalised IQM and mean).
 """
@@ -52,11 +53,40 @@ def group_rows(groups, reps, seed):
         estimates = {name: stats.iqm_and_mean({alg: np.array([[s[name]] for s in scores])}, reps, seed)[alg]
                      for name in SCORES}
         rows.append({"env": env, "alg": alg, "seeds": len(runs), "budget": sorted({run.t_max for run in runs}),
-                     "reached": [int(run.steps[-1]) for run in runs],
+                     "reached": [int(run.steps[-1]) for run in runs], "env_steps": [run.env_steps for run in runs],
                      "unfinished": [f"{alg} on {env} seed {run.seed} ({run.status}, last test at {int(run.steps[-1]):,})"
                                     for run in runs if run.status != "COMPLETED"],
-                     "wall_h": float(np.nanmean([run.wall_s for run in runs]) / 3600), "estimates": estimates})
+                     "wall_h": float(np.nanmean([run.wall_s for run in runs]) / 3600),
+                     "wall_us_per_step": wall_per_step(runs), "estimates": estimates})
     return rows
+
+
+def wall_per_step(runs):
+    """Microseconds of wall time per env step over the runs whose wall time is known: their summed
+    wall time over their summed env steps (unfinished runs weigh as far as they got); NaN if none."""
+    timed = [run for run in runs if not math.isnan(run.wall_s) and run.env_steps > 0]
+    if not timed:
+        return float("nan")
+    return sum(run.wall_s for run in timed) / sum(run.env_steps for run in timed) * 1e6
+
+
+def wall_lines(rows):
+    """The report's wall-time table: per (env, alg) the wall time per env step and its ratio to the
+    cheapest algorithm on the same env."""
+    cheapest = {}
+    for row in rows:
+        if not math.isnan(row["wall_us_per_step"]):
+            cheapest[row["env"]] = min(cheapest.get(row["env"], math.inf), row["wall_us_per_step"])
+    lines = ["", "## Wall time", "",
+             "Wall time per env step: a group's summed wall time over its summed env steps (a resumed run's "
+             "time includes its earlier attempts). Runs that shared cores with others slow each other; "
+             "for a speed claim, time the algorithms interleaved in one process (`bench/wall_ratio.py`).", "",
+             "| env | alg | env steps | wall us / env step | x cheapest on env |", "|---|---|---|---|---|"]
+    for row in rows:
+        per_step = row["wall_us_per_step"]
+        ratio = per_step / cheapest[row["env"]] if row["env"] in cheapest and not math.isnan(per_step) else math.nan
+        lines.append(f"| {row['env']} | {row['alg']} | {sum(row['env_steps']):,} | {per_step:,.0f} | {ratio:.2f} |")
+    return lines
 
 
 def cross_task(groups, reps, seed):
@@ -109,6 +139,7 @@ def markdown(name, rows, across, roots, n_runs):
         lines += ["", "| probability of improvement | P(X > Y) [95% CI] |", "|---|---|"]
         for (x, y), estimate in across["improvement"].items():
             lines.append(f"| {x} over {y} | {_interval(estimate, 2)} |")
+    lines += wall_lines(rows)
     return "\n".join(lines) + "\n"
 
 
@@ -124,7 +155,8 @@ def table_records(rows):
     for row in rows:
         record = {"env": row["env"], "alg": row["alg"], "seeds": row["seeds"],
                   "budget": ";".join(map(str, row["budget"])), "min_steps_reached": min(row["reached"]),
-                  "max_steps_reached": max(row["reached"]), "wall_h_per_run": round(row["wall_h"], 4)}
+                  "max_steps_reached": max(row["reached"]), "wall_h_per_run": round(row["wall_h"], 4),
+                  "wall_us_per_env_step": round(row["wall_us_per_step"], 1)}
         for score, agg in itertools.product(SCORES, ("iqm", "mean")):
             point, low, high = row["estimates"][score][agg]
             record.update({f"{score}_{agg}": point, f"{score}_{agg}_low": low, f"{score}_{agg}_high": high})
@@ -134,7 +166,8 @@ def table_records(rows):
 
 def run_records(groups):
     return [{"env": run.env, "alg": run.alg, "seed": run.seed, "status": run.status, "t_max": run.t_max,
-             "steps_reached": int(run.steps[-1]), **stats.per_seed_scores(run), "path": run.path}
+             "steps_reached": int(run.steps[-1]),
+             "env_steps": run.env_steps, "wall_s": run.wall_s, **stats.per_seed_scores(run), "path": run.path}
             for runs in groups.values() for run in runs]
 
 

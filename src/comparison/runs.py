@@ -8,7 +8,7 @@ Runs are grouped by the folder names `<alg>` and `<env>`, except a comparison gr
 `sacred/<alg>/<env>/` folder, a run is superseded by a later run of the same seed that
 resumed it (`resume=True`, which replays the earlier metrics) or that restarted it after it failed
 or was interrupted; a resumed run's wall time includes its earlier attempts (and so the steps they
-redid after their last checkpoint).
+redid after their last checkpoint); its env steps are the highest step any of its metrics logged.
 """
 import dataclasses
 import datetime
@@ -42,6 +42,7 @@ class Run:
     steps: np.ndarray    # [E] env steps of the test evaluations
     returns: np.ndarray  # [E] test return at those steps
     wall_s: float
+    env_steps: int       # the highest env step any metric of the run logged
 
     @property
     def sacred_dir(self):
@@ -82,7 +83,8 @@ def read_run(path, metric=None):
                run_id=int(os.path.basename(path)), seed=config.get("seed"), status=run_info.get("status", "UNKNOWN"),
                resumed=bool(config.get("resume")), t_max=config.get("t_max"),
                steps=np.asarray(metrics[name]["steps"], dtype=float),
-               returns=np.asarray(metrics[name]["values"], dtype=float), wall_s=_seconds(run_info))
+               returns=np.asarray(metrics[name]["values"], dtype=float), wall_s=_seconds(run_info),
+               env_steps=int(max(max(m.get("steps") or [0]) for m in metrics.values())))
 
 
 def run_folders(root):
