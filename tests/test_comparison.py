@@ -21,7 +21,7 @@ import compare
 from checkpoint import checkpoint_steps
 from comparison import cells
 from comparison.report import write_report
-from comparison.runs import SkippedRunWarning, load_runs
+from comparison.runs import RepeatedSeedWarning, SkippedRunWarning, load_runs
 from helpers import REPO_ROOT, UPSTREAM_EPYMARL
 
 REPS = 300
@@ -147,6 +147,17 @@ def test_missing_half_written_and_superseded_runs(results, tmp_path):
     poor_per_step, good_per_step = 7 * 1800 / 23000 * 1e6, 1800 / 4000 * 1e6
     assert f"| task_b | poor | 23,000 | {poor_per_step:,.0f} | {poor_per_step / good_per_step:.2f} |" in text
     assert f"| task_b | good | 20,000 | {good_per_step:,.0f} | 1.00 |" in text
+
+
+def test_a_seed_run_twice_counts_twice_with_a_warning_naming_both_runs(results, tmp_path):
+    again = write_run(results, "good", "task_a", 300, 1, STEPS, [0, 0, 0, 0, 50.0])   # seed 1 started again
+    with pytest.warns(RepeatedSeedWarning) as caught:
+        written = write_report("again", [str(results)], str(tmp_path / "out"), reps=REPS)
+    message = str(caught[0].message)
+    assert "seed 1 of good on task_a is in 2 runs" in message
+    assert again in message and os.path.join("good", "task_a", "1") in message
+    rows = {(row["env"], row["alg"]): row for row in written["rows"]}
+    assert rows[("task_a", "good")]["seeds"] == 6 and rows[("task_b", "good")]["seeds"] == 5
 
 
 def test_report_command_over_several_result_roots(results, tmp_path, capsys):

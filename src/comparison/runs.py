@@ -9,6 +9,8 @@ Runs are grouped by the folder names `<alg>` and `<env>`, except a comparison gr
 resumed it (`resume=True`, which replays the earlier metrics) or that restarted it after it failed
 or was interrupted; a resumed run's wall time includes its earlier attempts (and so the steps they
 redid after their last checkpoint); its env steps are the highest step any of its metrics logged.
+Runs that remain with one seed (e.g. a finished run started again) all count, with a
+`RepeatedSeedWarning` naming them.
 """
 import dataclasses
 import datetime
@@ -27,6 +29,11 @@ CELL_FOLDER = re.compile(r"[\\/]cells[\\/][^\\/]+__([^\\/]+)__seed-?\d+[\\/]sacr
 
 class SkippedRunWarning(UserWarning):
     """A run folder the report could not use; the message says which and why."""
+
+
+class RepeatedSeedWarning(UserWarning):
+    """Two kept runs of one algorithm on one env share a seed (e.g. a finished run started again):
+    both count as seeds; the message names them."""
 
 
 @dataclasses.dataclass
@@ -113,4 +120,12 @@ def load_runs(roots, metric=None):
                 later.wall_s += earlier.wall_s
         kept += [run for run, later in zip(seed_runs, seed_runs[1:]) if not _superseded(run, later)]
         kept.append(seed_runs[-1])
+    by_seed = {}
+    for run in kept:
+        by_seed.setdefault((run.alg, run.env, run.seed), []).append(run.path)
+    for (alg, env, seed), paths in by_seed.items():
+        if len(paths) > 1:
+            warnings.warn(f"seed {seed} of {alg} on {env} is in {len(paths)} runs, each counted as a seed: "
+                          f"{', '.join(paths)}; move away the ones not to compare", RepeatedSeedWarning,
+                          stacklevel=2)
     return kept
