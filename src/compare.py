@@ -65,6 +65,10 @@ def parser():
     rep.add_argument("--report", nargs="+", metavar="NAME_OR_DIR",
                      help="only report: comparison names or results folders holding Sacred runs")
     rep.add_argument("--out", help="report folder (default: the comparison's folder)")
+    rep.add_argument("--envs", type=lambda text: text.split(","),
+                     help="report these envs only, comma-separated (the report's env names)")
+    rep.add_argument("--baseline", metavar="ALG",
+                     help="probabilities of improvement of each algorithm over this one only")
     rep.add_argument("--metric", help="the test metric (default test_return_mean, else test_total_return_mean)")
     rep.add_argument("--reps", type=int, default=2000, help="bootstrap replications (default 2000)")
     return p
@@ -117,7 +121,8 @@ def print_report(name, roots, out, args):
     from comparison.report import ReportError, write_report
 
     try:
-        written = write_report(name, roots, out, metric=args.metric, reps=args.reps)
+        written = write_report(name, roots, out, metric=args.metric, reps=args.reps, envs=args.envs,
+                               baseline=args.baseline)
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -172,6 +172,21 @@ def test_report_command_over_several_result_roots(results, tmp_path, capsys):
                       ("task_b", "good", "5"), ("task_b", "poor", "5")}
     assert "| task_a | third | 1 | 4,000 |" in capsys.readouterr().out
 
+    # An A/B view: one env (where "third" ran), improvements over a baseline only.
+    argv = ["--report", str(results), str(other), "--out", str(tmp_path / "ab"), "--reps=100", "--envs", "task_a"]
+    assert compare.main([*argv, "--baseline", "poor"]) == 0
+    text = open(tmp_path / "ab" / "report.md").read()
+    assert "task_b" not in text and "| task_a | third | 1 |" in text
+    improvements = [line for line in text.splitlines() if line.startswith("| ") and " over " in line.split("|")[1]]
+    assert len(improvements) == 2 and "| good over poor | 1.00 |" in improvements
+    assert any(line.startswith("| third over poor | ") for line in improvements)
+    capsys.readouterr()
+    assert compare.main([*argv, "--baseline", "qmix"]) == 1
+    assert "--baseline qmix: not among the algorithms that ran on every reported env (good, poor, third)" \
+        in capsys.readouterr().err
+    assert compare.main([*argv[:-1], "task_c"]) == 1
+    assert "No run on env task_c; the runs' envs: task_a, task_b." in capsys.readouterr().err
+
 
 EPYMARL = os.environ.get("EPYMARL_DIR", UPSTREAM_EPYMARL)
 

@@ -89,11 +89,18 @@ def wall_lines(rows):
     return lines
 
 
-def cross_task(groups, reps, seed):
+def shared_algs(groups):
+    """The algorithms that ran on every env of the groups."""
+    envs = {env for env, _ in groups}
+    return sorted({alg for _, alg in groups if all((env, alg) in groups for env in envs)})
+
+
+def cross_task(groups, reps, seed, baseline=None):
     """Normalised final-return aggregates and probabilities of improvement over the envs that every
-    compared algorithm ran; None when fewer than two algorithms share an env."""
+    compared algorithm ran (with a `baseline`, only of each other algorithm over it); None when
+    fewer than two algorithms share an env."""
     envs = sorted({env for env, _ in groups})
-    algs = sorted({alg for _, alg in groups if all((env, alg) in groups for env in envs)})
+    algs = shared_algs(groups)
     if len(algs) < 2:
         return None
     finals = {env: {alg: [stats.per_seed_scores(run)["final"] for run in groups[(env, alg)]] for alg in algs}
@@ -105,7 +112,8 @@ def cross_task(groups, reps, seed):
         n = min(len(normalised[env][alg]) for env in envs)
         matrices[alg] = np.stack([normalised[env][alg][:n] for env in envs], axis=1)
     aggregates = stats.iqm_and_mean(matrices, reps, seed)
-    pairs = {(x, y): (matrices[x], matrices[y]) for x, y in itertools.permutations(algs, 2)}
+    compared = [(x, baseline) for x in algs if x != baseline] if baseline else itertools.permutations(algs, 2)
+    pairs = {(x, y): (matrices[x], matrices[y]) for x, y in compared}
     return {"envs": envs, "algs": algs, "runs": {alg: m.shape[0] for alg, m in matrices.items()},
             "aggregates": aggregates, "improvement": stats.probability_of_improvement(pairs, reps, seed)}
 
@@ -171,17 +179,32 @@ def run_records(groups):
             for runs in groups.values() for run in runs]
 
 
-def write_report(name, roots, out_dir, metric=None, reps=2000, seed=0, points=50):
-    """Read the runs under `roots`, write the report into `out_dir`; returns what it wrote:
-    {"paths": {...}, "rows": [...], "across": {...} or None, "figures": {"curves": Figure, ...}}
-    (figures are closed once saved, and still hold their axes' data)."""
-    runs = load_runs(roots, metric)
+def select_envs(runs, envs):
+    """The runs on `envs` (None: all); a name no run has is an error listing the ones there are."""
+    if envs is None:
+        return runs
+    present = sorted({run.env for run in runs})
+    unknown = [env for env in envs if env not in present]
+    if unknown:
+        raise ReportError(f"No run on env {', '.join(unknown)}; the runs' envs: {', '.join(present)}.")
+    return [run for run in runs if run.env in envs]
+
+
+def write_report(name, roots, out_dir, metric=None, reps=2000, seed=0, points=50, envs=None, baseline=None):
+    """Read the runs under `roots` (those on `envs` only, if given), write the report into `out_dir`;
+    with a `baseline` algorithm, the probabilities of improvement are each other algorithm's over
+    it. Returns what it wrote: {"paths": {...}, "rows": [...], "across": {...} or None,
+    "figures": {"curves": Figure, ...}} (figures are closed once saved, and still hold their axes' data)."""
+    runs = select_envs(load_runs(roots, metric), envs)
     if not runs:
         raise ReportError(f"No usable Sacred run (sacred/<alg>/<env>/<id>/ with a test return) under "
                           f"{', '.join(roots)}.")
     groups = group_runs(runs)
+    if baseline is not None and baseline not in shared_algs(groups):
+        raise ReportError(f"--baseline {baseline}: not among the algorithms that ran on every reported env "
+                          f"({', '.join(shared_algs(groups)) or 'none'}); --envs can narrow the envs.")
     rows = group_rows(groups, reps, seed)
-    across = cross_task(groups, reps, seed)
+    across = cross_task(groups, reps, seed, baseline)
     os.makedirs(out_dir, exist_ok=True)
     paths = {key: os.path.join(out_dir, file) for key, file in
              (("markdown", "report.md"), ("table", "table.csv"), ("runs", "runs.csv"), ("curves", "curves.png"))}
