@@ -84,7 +84,7 @@ def wall_lines(rows):
              "| env | alg | env steps | wall us / env step | x cheapest on env |", "|---|---|---|---|---|"]
     for row in rows:
         per_step = row["wall_us_per_step"]
-        ratio = per_step / cheapest[row["env"]] if row["env"] in cheapest and not math.isnan(per_step) else math.nan
+        ratio = per_step / cheapest.get(row["env"], math.nan)
         lines.append(f"| {row['env']} | {row['alg']} | {sum(row['env_steps']):,} | {per_step:,.0f} | {ratio:.2f} |")
     return lines
 
