@@ -107,6 +107,7 @@ def test_learning_curves_have_one_line_per_algorithm_over_the_shared_steps(resul
     x, y = lines["good"].get_data()
     assert (x[0], x[-1]) == (0, 4000)
     assert y[-1] == pytest.approx(3.0) and y[0] == pytest.approx(0.0)   # the IQM of the seeds' curves
+    assert axes["task_a"].xaxis.get_major_formatter()(400000) == "400k"   # no overlapping 6-digit labels
     x, y = lines["early"].get_data()
     assert (x[0], x[-1]) == (500, 2500)
     assert os.path.getsize(written["paths"]["curves"]) > 0 and os.path.getsize(written["paths"]["aggregates"]) > 0

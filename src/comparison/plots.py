@@ -3,6 +3,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import EngFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 from rliable import plot_utils  # noqa: E402
 
@@ -31,6 +32,7 @@ def learning_curves(groups, reps, seed, points=50):
             ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set_title(env)
         ax.set_xlabel("env steps")
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))   # 400k, 1M: long tick labels overlap
         ax.set_ylabel("test return (IQM, 95% CI)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
