@@ -362,6 +362,42 @@ def test_interrupted_grid_resumes_from_checkpoints(tmp_path, capsys):
         assert json.load(f)["resume"] is True
 
 
+def test_a_grid_whose_budget_grew_goes_on_from_its_final_checkpoints(tmp_path, capsys):
+    def argv(t_max, *settings):
+        return ["--configs=qmix", "--env-configs=matrix_game", "--seeds=1", "--name=grow",
+                f"--comparisons-dir={tmp_path}", "--workers=1", "--no-report", "with", f"t_max={t_max}",
+                "test_interval=200", "test_nepisode=4", "log_interval=200", "runner_log_interval=200",
+                "learner_log_interval=200", "batch_size=4", "buffer_size=32", "save_model_interval=200", *settings]
+    cell = tmp_path / "grow" / "cells" / "qmix__matrix_game__seed1"
+    assert compare.main(argv(600)) == 0
+    first = grid_runs(tmp_path / "grow")[("qmix", 1)]
+    final = cells.newest_checkpoint(str(cell), full_only=False)
+    assert final[0] >= 600 and final[2]   # the run's last checkpoint holds the full state
+    assert compare.main(argv(600)) == 0 and cells.read_state(cell)["attempt"] == 1   # same budget: done
+
+    assert compare.main([*argv(1200)[:argv(1200).index("with")], "--dry-run", "with", "t_max=1200"]) == 0
+    assert "qmix__matrix_game__seed1: resume" in capsys.readouterr().out
+    assert compare.main(argv(1200)) == 0
+    state = cells.read_state(cell)
+    assert state["status"] == "done" and state["attempt"] == 2
+    assert "resume=True" in state["command"] and f"checkpoint_path={final[1]}" in state["command"]
+    grown = grid_runs(tmp_path / "grow")[("qmix", 1)]   # the report keeps the run that went on
+    assert grown.run_id == first.run_id + 1 and grown.steps[-1] >= 1200
+    assert list(grown.steps[:len(first.steps)]) == list(first.steps)   # the first 600 steps, not redone
+    assert grown.steps[len(first.steps)] > final[0]
+
+    # A done cell whose last checkpoint lacks the full state cannot go on: it stays done and says so.
+    lean = tmp_path / "grow" / "cells" / "qmix__matrix_game__seed2"
+    lean_argv = lambda t_max: [arg.replace("--seeds=1", "--seeds=2") for arg in argv(t_max, "save_full_state=False")]
+    assert compare.main(lean_argv(600)) == 0
+    assert not cells.newest_checkpoint(str(lean), full_only=False)[2]
+    capsys.readouterr()
+    assert compare.main(lean_argv(1200)) == 0
+    err = capsys.readouterr().err
+    assert "cell qmix__matrix_game__seed2 done at" in err and "lacks the full state" in err
+    assert cells.read_state(lean)["attempt"] == 1
+
+
 def long_grid_argv(tmp_path, *flags):
     """Two qmix cells on the matrix game, long enough to be stopped, checkpointing every 400 steps."""
     return ["--configs=qmix", "--env-configs=matrix_game", "--seeds=2", "--name=stopped",

@@ -6,7 +6,8 @@ runs are under `sacred/` and its checkpoints under `models/<token>/<step>/`), `s
 `running` (with main.py's `pid`), `done` (main.py exited 0), `interrupted` (main.py stopped by a
 signal: it saved a checkpoint first when it could) or `failed` (with the command and the tail of its
 stderr). An `interrupted` cell, or a `running` one whose process is gone, resumes from its newest
-full-state checkpoint (`resume=True checkpoint_path=...`), or starts again when it has none.
+full-state checkpoint (`resume=True checkpoint_path=...`), or starts again when it has none. A
+`done` cell whose budget grew (a larger `t_max` in the grid) resumes from its final checkpoint.
 
 main.py runs in its own session, so a terminal's Ctrl-C reaches only compare.py, which passes the
 signal on once (backends.LocalProcesses; on Ray, a cancelled task passes SIGTERM on, `wait_for`): a
@@ -56,8 +57,9 @@ def write_state(folder, state):
     os.replace(path + ".tmp", path)
 
 
-def resumable_checkpoint(folder):
-    """`models/<token>` holding the cell's newest intact full-state checkpoint, or None."""
+def newest_checkpoint(folder, full_only):
+    """(env step, `models/<token>`, holds the full state) of the cell's newest intact checkpoint
+    (that holds the full state, with `full_only`), or None."""
     best = None
     for models_dir in glob.glob(os.path.join(folder, "models", "*")):
         try:
@@ -65,16 +67,24 @@ def resumable_checkpoint(folder):
         except CheckpointError:
             continue
         for step in reversed(steps):
+            if best is not None and step <= best[0]:
+                break
             path = os.path.join(models_dir, str(step))
             try:
-                full = verify_checkpoint(path) and os.path.isfile(os.path.join(path, "run_state.th"))
+                intact = verify_checkpoint(path)
             except CheckpointError:
-                full = False
-            if full:
-                if best is None or step > best[0]:
-                    best = (step, models_dir)
+                continue
+            full = intact and os.path.isfile(os.path.join(path, "run_state.th"))
+            if full or (intact and not full_only):
+                best = (step, models_dir, full)
                 break
-    return None if best is None else best[1]
+    return best
+
+
+def resumable_checkpoint(folder):
+    """`models/<token>` holding the cell's newest intact full-state checkpoint, or None."""
+    newest = newest_checkpoint(folder, full_only=True)
+    return newest and newest[1]
 
 
 def cell_command(cell, folder, resume_from=None):
@@ -102,11 +112,21 @@ def running_elsewhere(folder, state):
 
 
 def plan(cell, folder, retry_failed):
-    """What to do with a cell: ("skip", state) or ("run", command)."""
+    """What to do with a cell: ("skip", state) or ("run", command). A done cell whose budget grew
+    (the grid's t_max is above the step of its last checkpoint) goes on from that checkpoint when
+    it holds the full state; otherwise it stays done and its state says at which step it ended
+    (`short_of_budget`)."""
     state = read_state(folder)
     status = state and state.get("status")
-    if status == "done" or (status == "failed" and not retry_failed):
+    if status == "failed" and not retry_failed:
         return "skip", state
+    if status == "done":
+        final = newest_checkpoint(folder, full_only=False)
+        if final is None or final[0] >= cell.t_max:
+            return "skip", state
+        if not final[2]:
+            return "skip", dict(state, short_of_budget=final[0])
+        return "run", cell_command(cell, folder, resume_from=final[1])
     return "run", cell_command(cell, folder, resume_from=resumable_checkpoint(folder))
 
 

@@ -15,11 +15,17 @@ from run_config import ConfigError
 def describe(cell, action, detail):
     """A --dry-run line: the cell, what a run would do with it, and its command."""
     if action == "skip":
-        what = "skip (done)" if detail["status"] == "done" else "skip (failed; --retry-failed runs it)"
+        what = ("skip (failed; --retry-failed runs it)" if detail["status"] == "failed"
+                else f"skip ({short_of_budget(detail)})" if "short_of_budget" in detail else "skip (done)")
         command = detail["command"]
     else:
         what, command = ("resume" if "resume=True" in detail else "run"), detail
     return f"{cell.cell_id}: {what}\n    {shlex.join(command)}"
+
+
+def short_of_budget(state):
+    return (f"done at {state['short_of_budget']:,} env steps, below the grid's t_max, and its last checkpoint "
+            f"lacks the full state to go on from (save_full_state=False?): remove its folder to rerun it")
 
 
 def failure_text(state):
@@ -68,6 +74,8 @@ def run_grid(grid, grid_dir, run_cells, retry_failed=False, dry_run=False):
         progress.refresh()
     progress.close()
     for action, detail in plans:
+        if action == "skip" and "short_of_budget" in detail:
+            print(f"cell {detail['cell']} {short_of_budget(detail)}", file=sys.stderr)
         if action == "skip" and detail["status"] == "failed":
             failed = True
             print(f"cell {detail['cell']} failed earlier (not rerun; add --retry-failed): "
