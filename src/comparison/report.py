@@ -4,7 +4,7 @@ Writes, in the output folder:
 - `report.md`: per (env, alg) the seeds, budget, env steps reached and the IQM / mean test
   returns with 95% stratified-bootstrap intervals; across tasks, min-max normalised aggregates and
   the probability of improvement of each algorithm over each other one; the wall time per env step
-  of each (env, alg) and its ratio to the cheapest algorithm on that env;
+  of each (env, alg) and its ratio to the fastest algorithm on that env;
 - `table.csv` (the same per group, every number) and `runs.csv` (final / best / AUC per seed);
 - `curves.png` (learning curves, one panel per env) and `aggregates.png` (normalised IQM and mean).
 """
@@ -72,19 +72,19 @@ def wall_per_step(runs):
 
 def wall_lines(rows):
     """The report's wall-time table: per (env, alg) the wall time per env step and its ratio to the
-    cheapest algorithm on the same env."""
-    cheapest = {}
+    fastest algorithm (least wall time per env step) on the same env."""
+    fastest = {}
     for row in rows:
         if not math.isnan(row["wall_us_per_step"]):
-            cheapest[row["env"]] = min(cheapest.get(row["env"], math.inf), row["wall_us_per_step"])
+            fastest[row["env"]] = min(fastest.get(row["env"], math.inf), row["wall_us_per_step"])
     lines = ["", "## Wall time", "",
              "Wall time per env step: a group's summed wall time over its summed env steps (a resumed run's "
              "time includes its earlier attempts). Runs that shared cores with others slow each other; "
              "for a speed claim, time the algorithms interleaved in one process (`bench/wall_ratio.py`).", "",
-             "| env | alg | env steps | wall us / env step | x cheapest on env |", "|---|---|---|---|---|"]
+             "| env | alg | env steps | wall us / env step | x fastest on env |", "|---|---|---|---|---|"]
     for row in rows:
         per_step = row["wall_us_per_step"]
-        ratio = per_step / cheapest.get(row["env"], math.nan)
+        ratio = per_step / fastest.get(row["env"], math.nan)
         lines.append(f"| {row['env']} | {row['alg']} | {sum(row['env_steps']):,} | {per_step:,.0f} | {ratio:.2f} |")
     return lines
 
