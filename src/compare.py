@@ -8,7 +8,7 @@
 Every cell is one process of `src/main.py` with its own Sacred run, in
 `results/comparisons/<name>/cells/<alg>__<env>__seed<seed>/`; a rerun of the same command skips
 finished cells, resumes interrupted ones from their checkpoints and leaves failed ones alone unless
-`--retry-failed`. The report (report.md, table.csv, runs.csv, curves.png, aggregates.png) goes to
+`--retry-failed`; with a larger t_max and `--extend` finished cells go on to it. The report (report.md, table.csv, runs.csv, curves.png, aggregates.png) goes to
 `results/comparisons/<name>/`. Its statistics: see src/comparison/report.py.
 """
 import argparse
@@ -60,6 +60,8 @@ def parser():
                      "add 'with use_cuda=True')")
     run.add_argument("--dry-run", action="store_true", help="print the cells and what a run would do with each")
     run.add_argument("--retry-failed", action="store_true", help="run failed cells again")
+    run.add_argument("--extend", action="store_true",
+                     help="take finished cells whose final checkpoint is below t_max (raised) on to it")
     run.add_argument("--no-report", action="store_true", help="run the grid without writing the report")
     rep = p.add_argument_group("report")
     rep.add_argument("--report", nargs="+", metavar="NAME_OR_DIR",
@@ -166,7 +168,8 @@ def run_grid(args, grid):
         run_cells = functools.partial(backends.run_local, workers=args.workers or backends.free_cores(),
                                       processes=stopper)
     all_done, stopped_by = launch_stoppably(functools.partial(
-        launch, grid, grid_dir, run_cells, retry_failed=args.retry_failed, dry_run=args.dry_run), stopper)
+        launch, grid, grid_dir, run_cells, retry_failed=args.retry_failed, dry_run=args.dry_run,
+        extend=args.extend), stopper)
     if stopped_by is not None:
         print(f"stopped by {signal.Signals(stopped_by).name}: the running cells saved checkpoints; "
               f"run the same command again to resume them.", file=sys.stderr)

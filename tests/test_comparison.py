@@ -346,7 +346,7 @@ def test_interrupted_grid_resumes_from_checkpoints(tmp_path, capsys):
     assert checkpoint_steps(checkpoint)[-1] == stopped_at(second)
     assert cells.read_state(grid_dir / "cells" / "qmix__matrix_game__seed1")["status"] == "done"
     assert cells.read_state(second)["status"] == "running"   # nobody was left to record its end
-    assert compare.main([*argv[:argv.index("with")], "--dry-run"]) == 0
+    assert compare.main([*argv[:argv.index("with")], "--dry-run", *argv[argv.index("with"):]]) == 0
     printed = capsys.readouterr().out
     assert "qmix__matrix_game__seed1: skip (done)" in printed
     assert "qmix__matrix_game__seed2: resume" in printed and f"checkpoint_path={checkpoint}" in printed
@@ -362,10 +362,10 @@ def test_interrupted_grid_resumes_from_checkpoints(tmp_path, capsys):
         assert json.load(f)["resume"] is True
 
 
-def test_a_grid_whose_budget_grew_goes_on_from_its_final_checkpoints(tmp_path, capsys):
-    def argv(t_max, *settings):
-        return ["--configs=qmix", "--env-configs=matrix_game", "--seeds=1", "--name=grow",
-                f"--comparisons-dir={tmp_path}", "--workers=1", "--no-report", "with", f"t_max={t_max}",
+def test_extend_takes_finished_cells_on_to_a_raised_budget_from_their_final_checkpoints(tmp_path, capsys):
+    def argv(t_max, *flags, seeds=1, settings=()):
+        return ["--configs=qmix", "--env-configs=matrix_game", f"--seeds={seeds}", "--name=grow",
+                f"--comparisons-dir={tmp_path}", "--workers=1", "--no-report", *flags, "with", f"t_max={t_max}",
                 "test_interval=200", "test_nepisode=4", "log_interval=200", "runner_log_interval=200",
                 "learner_log_interval=200", "batch_size=4", "buffer_size=32", "save_model_interval=200", *settings]
     cell = tmp_path / "grow" / "cells" / "qmix__matrix_game__seed1"
@@ -373,11 +373,16 @@ def test_a_grid_whose_budget_grew_goes_on_from_its_final_checkpoints(tmp_path, c
     first = grid_runs(tmp_path / "grow")[("qmix", 1)]
     final = cells.newest_checkpoint(str(cell), full_only=False)
     assert final[0] >= 600 and final[2]   # the run's last checkpoint holds the full state
-    assert compare.main(argv(600)) == 0 and cells.read_state(cell)["attempt"] == 1   # same budget: done
 
-    assert compare.main([*argv(1200)[:argv(1200).index("with")], "--dry-run", "with", "t_max=1200"]) == 0
+    # A raised t_max alone leaves finished cells done (a forgotten `with t_max=` must not take every
+    # cell on to the default budget) and says how to take them on.
+    capsys.readouterr()
+    assert compare.main(argv(1200)) == 0 and cells.read_state(cell)["attempt"] == 1
+    assert f"cell qmix__matrix_game__seed1 is done at {final[0]:,} env steps, below t_max: --extend takes it on" \
+        in capsys.readouterr().err
+    assert compare.main(argv(1200, "--extend", "--dry-run")) == 0
     assert "qmix__matrix_game__seed1: resume" in capsys.readouterr().out
-    assert compare.main(argv(1200)) == 0
+    assert compare.main(argv(1200, "--extend")) == 0
     state = cells.read_state(cell)
     assert state["status"] == "done" and state["attempt"] == 2
     assert "resume=True" in state["command"] and f"checkpoint_path={final[1]}" in state["command"]
@@ -385,16 +390,16 @@ def test_a_grid_whose_budget_grew_goes_on_from_its_final_checkpoints(tmp_path, c
     assert grown.run_id == first.run_id + 1 and grown.steps[-1] >= 1200
     assert list(grown.steps[:len(first.steps)]) == list(first.steps)   # the first 600 steps, not redone
     assert grown.steps[len(first.steps)] > final[0]
+    assert compare.main(argv(1200, "--extend")) == 0 and cells.read_state(cell)["attempt"] == 2   # at budget
 
-    # A done cell whose last checkpoint lacks the full state cannot go on: it stays done and says so.
+    # A done cell whose final checkpoint lacks the full state cannot go on: it stays done and says so.
     lean = tmp_path / "grow" / "cells" / "qmix__matrix_game__seed2"
-    lean_argv = lambda t_max: [arg.replace("--seeds=1", "--seeds=2") for arg in argv(t_max, "save_full_state=False")]
-    assert compare.main(lean_argv(600)) == 0
+    assert compare.main(argv(600, seeds=2, settings=["save_full_state=False"])) == 0
     assert not cells.newest_checkpoint(str(lean), full_only=False)[2]
     capsys.readouterr()
-    assert compare.main(lean_argv(1200)) == 0
+    assert compare.main(argv(1200, "--extend", seeds=2, settings=["save_full_state=False"])) == 0
     err = capsys.readouterr().err
-    assert "cell qmix__matrix_game__seed2 done at" in err and "lacks the full state" in err
+    assert "cell qmix__matrix_game__seed2 is done at" in err and "lacks the full state" in err
     assert cells.read_state(lean)["attempt"] == 1
 
 

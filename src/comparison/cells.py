@@ -7,7 +7,8 @@ runs are under `sacred/` and its checkpoints under `models/<token>/<step>/`), `s
 signal: it saved a checkpoint first when it could) or `failed` (with the command and the tail of its
 stderr). An `interrupted` cell, or a `running` one whose process is gone, resumes from its newest
 full-state checkpoint (`resume=True checkpoint_path=...`), or starts again when it has none. A
-`done` cell whose budget grew (a larger `t_max` in the grid) resumes from its final checkpoint.
+`done` cell whose budget was raised (a larger `t_max` in the grid) goes on from its final checkpoint
+with `--extend`.
 
 main.py runs in its own session, so a terminal's Ctrl-C reaches only compare.py, which passes the
 signal on once (backends.LocalProcesses; on Ray, a cancelled task passes SIGTERM on, `wait_for`): a
@@ -111,11 +112,11 @@ def running_elsewhere(folder, state):
     return pid if f"local_results_path={folder}".encode() in arguments else None
 
 
-def plan(cell, folder, retry_failed):
-    """What to do with a cell: ("skip", state) or ("run", command). A done cell whose budget grew
-    (the grid's t_max is above the step of its last checkpoint) goes on from that checkpoint when
-    it holds the full state; otherwise it stays done and its state says at which step it ended
-    (`short_of_budget`)."""
+def plan(cell, folder, retry_failed, extend=False):
+    """What to do with a cell: ("skip", state) or ("run", command). A done cell whose final
+    checkpoint is below the grid's t_max (its budget was raised) goes on from that checkpoint with
+    `extend`, if the checkpoint holds the full state; otherwise it stays done, its state saying at
+    which step it ended (`below_budget`) and whether it could go on (`can_extend`)."""
     state = read_state(folder)
     status = state and state.get("status")
     if status == "failed" and not retry_failed:
@@ -124,9 +125,10 @@ def plan(cell, folder, retry_failed):
         final = newest_checkpoint(folder, full_only=False)
         if final is None or final[0] >= cell.t_max:
             return "skip", state
-        if not final[2]:
-            return "skip", dict(state, short_of_budget=final[0])
-        return "run", cell_command(cell, folder, resume_from=final[1])
+        step, models_dir, full = final
+        if not (extend and full):
+            return "skip", dict(state, below_budget=step, can_extend=full)
+        return "run", cell_command(cell, folder, resume_from=models_dir)
     return "run", cell_command(cell, folder, resume_from=resumable_checkpoint(folder))
 
 

@@ -16,16 +16,20 @@ def describe(cell, action, detail):
     """A --dry-run line: the cell, what a run would do with it, and its command."""
     if action == "skip":
         what = ("skip (failed; --retry-failed runs it)" if detail["status"] == "failed"
-                else f"skip ({short_of_budget(detail)})" if "short_of_budget" in detail else "skip (done)")
+                else f"skip (done at {detail['below_budget']:,} env steps, {extend_hint(detail)})"
+                if "below_budget" in detail else "skip (done)")
         command = detail["command"]
     else:
         what, command = ("resume" if "resume=True" in detail else "run"), detail
     return f"{cell.cell_id}: {what}\n    {shlex.join(command)}"
 
 
-def short_of_budget(state):
-    return (f"done at {state['short_of_budget']:,} env steps, below the grid's t_max, and its last checkpoint "
-            f"lacks the full state to go on from (save_full_state=False?): remove its folder to rerun it")
+def extend_hint(state):
+    """What a done cell below the grid's t_max can do."""
+    if state["can_extend"]:
+        return "below t_max: --extend takes it on from there"
+    return ("below t_max, and its final checkpoint lacks the full state to go on from (save_full_state=False): "
+            "remove its folder to run it again")
 
 
 def failure_text(state):
@@ -34,7 +38,7 @@ def failure_text(state):
             f"  command: {shlex.join(state['command'])}\n  stderr (last lines):\n{tail}")
 
 
-def run_grid(grid, grid_dir, run_cells, retry_failed=False, dry_run=False):
+def run_grid(grid, grid_dir, run_cells, retry_failed=False, dry_run=False, extend=False):
     """Run the grid's unfinished cells with `run_cells(jobs, poll)` (a backend); returns True when
     every cell is done. `grid_dir/cells.yaml` records each cell's config, env config, seed and
     overrides."""
@@ -47,7 +51,7 @@ def run_grid(grid, grid_dir, run_cells, retry_failed=False, dry_run=False):
         raise ConfigError(f"cells of this grid are running in other processes, e.g. another compare.py on it: "
                           f"{listed}. Wait for them, or stop that compare.py (kill its pid: its cells save a "
                           f"checkpoint, and running this command again resumes them).")
-    plans = [cells.plan(cell, folder, retry_failed) for cell, folder in zip(grid_cells, folders)]
+    plans = [cells.plan(cell, folder, retry_failed, extend) for cell, folder in zip(grid_cells, folders)]
     if dry_run:
         for cell, plan in zip(grid_cells, plans):
             print(describe(cell, *plan))
@@ -74,8 +78,9 @@ def run_grid(grid, grid_dir, run_cells, retry_failed=False, dry_run=False):
         progress.refresh()
     progress.close()
     for action, detail in plans:
-        if action == "skip" and "short_of_budget" in detail:
-            print(f"cell {detail['cell']} {short_of_budget(detail)}", file=sys.stderr)
+        if action == "skip" and "below_budget" in detail:
+            print(f"cell {detail['cell']} is done at {detail['below_budget']:,} env steps, {extend_hint(detail)}",
+                  file=sys.stderr)
         if action == "skip" and detail["status"] == "failed":
             failed = True
             print(f"cell {detail['cell']} failed earlier (not rerun; add --retry-failed): "
