@@ -8,8 +8,9 @@
 Every cell is one process of `src/main.py` with its own Sacred run, in
 `results/comparisons/<name>/cells/<alg>__<env>__seed<seed>/`; a rerun of the same command skips
 finished cells, resumes interrupted ones from their checkpoints and leaves failed ones alone unless
-`--retry-failed`; with a larger t_max and `--extend` finished cells go on to it. The report (report.md, table.csv, runs.csv, curves.png, aggregates.png) goes to
-`results/comparisons/<name>/`. Its statistics: see src/comparison/report.py.
+`--retry-failed`; with a larger t_max and `--extend` finished cells go on to it. The report
+(report.md, table.csv, runs.csv, curves.png, aggregates.png) goes to `results/comparisons/<name>/`.
+Its statistics: see src/comparison/report.py.
 """
 import argparse
 import functools

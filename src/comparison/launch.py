@@ -14,13 +14,14 @@ from run_config import ConfigError
 
 def describe(cell, action, detail):
     """A --dry-run line: the cell, what a run would do with it, and its command."""
-    if action == "skip":
-        what = ("skip (failed; --retry-failed runs it)" if detail["status"] == "failed"
-                else f"skip (done at {detail['below_budget']:,} env steps, {extend_hint(detail)})"
-                if "below_budget" in detail else "skip (done)")
-        command = detail["command"]
-    else:
+    if action == "run":
         what, command = ("resume" if "resume=True" in detail else "run"), detail
+    elif detail["status"] == "failed":
+        what, command = "skip (failed; --retry-failed runs it)", detail["command"]
+    elif "below_budget" in detail:
+        what, command = f"skip (done at {detail['below_budget']:,} env steps, {extend_hint(detail)})", detail["command"]
+    else:
+        what, command = "skip (done)", detail["command"]
     return f"{cell.cell_id}: {what}\n    {shlex.join(command)}"
 
 
