@@ -202,4 +202,9 @@ def env_steps(folder):
             metrics = json.load(f)
     except (OSError, ValueError):
         return 0
-    return max((max(entry["steps"], default=0) for entry in metrics.values()), default=0)
+    return last_logged_step(metrics)
+
+
+def last_logged_step(metrics):
+    """The highest env step any metric of a Sacred `metrics.json` (as loaded) logged; 0 if none."""
+    return max((max(entry.get("steps") or [0]) for entry in metrics.values()), default=0)

@@ -22,6 +22,8 @@ import warnings
 
 import numpy as np
 
+from comparison.cells import last_logged_step
+
 TEST_METRICS = ("test_return_mean", "test_total_return_mean")
 # A comparison grid's cell folder: its runs are grouped under the grid's env name.
 CELL_FOLDER = re.compile(r"[\\/]cells[\\/][^\\/]+__([^\\/]+)__seed-?\d+[\\/]sacred[\\/]")
@@ -91,7 +93,7 @@ def read_run(path, metric=None):
                resumed=bool(config.get("resume")), t_max=config.get("t_max"),
                steps=np.asarray(metrics[name]["steps"], dtype=float),
                returns=np.asarray(metrics[name]["values"], dtype=float), wall_s=_seconds(run_info),
-               env_steps=int(max(max(m.get("steps") or [0]) for m in metrics.values())))
+               env_steps=int(last_logged_step(metrics)))
 
 
 def run_folders(root):
