@@ -8,9 +8,18 @@ agent-major within each episode: [B * n_agents, input_shape].
 On an env with continuous actions (``args.continuous_actions``) the agent network is wrapped in a
 Gaussian head (outputs [mean, log_std]), actions are raw float vectors drawn by the Gaussian
 selector, and the last-action input is the previous raw action.
+
+Acting (``select_actions``) runs, with ``trace_acting``, a ``torch.jit.trace`` of the agent when
+the agent declares itself ``traceable``: its forward is a fixed sequence of tensor operations on
+its inputs and parameters, with no branch on their values (a trace records one path). The trace
+shares the agent's parameters, so it follows every update; it is made once per input shape and
+device and dropped by ``to`` and by copies (target networks trace afresh). Its outputs are the
+eager ones, bitwise (tests/test_acting_trace.py); it halves a SALE agent's acting call
+(docs/benchmarks.md). The learners' forwards stay eager.
 """
 import math
 import os
+import warnings
 
 import torch
 
@@ -41,6 +50,13 @@ class BasicMAC:
             self.action_selector = action_REGISTRY[args.action_selector](args)
         self.hidden_states = None
         self._agent_ids = torch.eye(self.n_agents)
+        self.trace_acting = getattr(args, "trace_acting", False)
+        self._traces = {}  # (input shape, hidden shape, device) -> the agent's trace
+
+    def __getstate__(self):  # deep copies (target networks) and pickles leave the traces behind
+        state = dict(self.__dict__)
+        state["_traces"] = {}
+        return state
 
     # --- acting and one-step forward -------------------------------------------------------------
     def select_actions(self, ep_batch, t_ep, t_env, bs=slice(None), test_mode=False):
@@ -48,15 +64,17 @@ class BasicMAC:
         episodes ``bs`` at step ``t_ep``. The agents step for every episode of the batch (their
         hidden states stay aligned with it)."""
         with torch.no_grad():
-            agent_outputs = self.forward(ep_batch, t_ep, test_mode=test_mode)
+            agent_outputs = self.forward(ep_batch, t_ep, test_mode=test_mode, acting=True)
             avail_actions = ep_batch["avail_actions"][:, t_ep]
             return self.action_selector.select_action(agent_outputs[bs], avail_actions[bs], t_env,
                                                       test_mode=test_mode)
 
-    def forward(self, ep_batch, t, test_mode=False):
-        """Agent outputs [B, n_agents, n_actions] at step t, advancing ``hidden_states``."""
+    def forward(self, ep_batch, t, test_mode=False, acting=False):
+        """Agent outputs [B, n_agents, n_actions] at step t, advancing ``hidden_states``.
+        ``acting`` (no gradient) may run the agent's trace (module doc)."""
         inputs = self._build_inputs(ep_batch, t)
-        agent_outs, self.hidden_states = self.agent(inputs, self.hidden_states)
+        agent = self._acting_agent(inputs, self.hidden_states) if acting else self.agent
+        agent_outs, self.hidden_states = agent(inputs, self.hidden_states)
         agent_outs = agent_outs.view(ep_batch.batch_size, self.n_agents, -1)
         return self._to_policy(agent_outs, ep_batch, t)
 
@@ -106,6 +124,7 @@ class BasicMAC:
 
     def to(self, device):
         self.agent.to(device)
+        self._traces = {}
         self._agent_ids = self._agent_ids.to(device)
         return self
 
@@ -117,6 +136,20 @@ class BasicMAC:
 
     def load_models(self, path):
         self.agent.load_state_dict(torch.load(os.path.join(path, "agent.th"), map_location="cpu"))
+
+    # --- the traced acting path ------------------------------------------------------------------
+    def _acting_agent(self, inputs, hidden):
+        """The agent's trace for these shapes (made on first use), or the agent itself when
+        tracing is off or the agent is not traceable."""
+        if not (self.trace_acting and getattr(self.agent, "traceable", False)):
+            return self.agent
+        key = (tuple(inputs.shape), tuple(hidden.shape), inputs.device)
+        if key not in self._traces:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes kept as constants
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates jit
+                self._traces[key] = torch.jit.trace(self.agent, (inputs, hidden), check_trace=False)
+        return self._traces[key]
 
     # --- inputs ----------------------------------------------------------------------------------
     def _get_input_shape(self, scheme):

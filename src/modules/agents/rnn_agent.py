@@ -10,6 +10,8 @@ from utils.gru_sequence import gru_cell_sequence
 
 
 class RNNAgent(nn.Module):
+    traceable = True  # forward is fixed tensor work on inputs and parameters (BasicMAC traces it)
+
     def __init__(self, input_shape, args):
         super().__init__()
         self.hidden_dim = args.hidden_dim

@@ -87,6 +87,12 @@ class SALEAgent(nn.Module):
         # optional linear read-out of h per action (QMIX's agent head), added to the SALE head
         self.q_linear = nn.Linear(args.hidden_dim, args.n_actions) if args.q_linear_head else None
 
+    @property
+    def traceable(self):
+        """BasicMAC may trace the acting forward: fixed tensor work once the encoder it reads is
+        chosen, and acting reads the fixed one (a target network's reads the fixed target)."""
+        return not self.read_target_encoder
+
     def init_hidden(self):
         return self.fc1.weight.new_zeros(1, self.hidden_dim)
 
