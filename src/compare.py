@@ -70,6 +70,8 @@ def parser():
     rep.add_argument("--out", help="report folder (default: the comparison's folder)")
     rep.add_argument("--envs", type=lambda text: text.split(","),
                      help="report these envs only, comma-separated (the report's env names)")
+    rep.add_argument("--algs", type=lambda text: text.split(","),
+                     help="report these algorithms only, comma-separated (the report's algorithm names)")
     rep.add_argument("--baseline", metavar="ALG",
                      help="probabilities of improvement of each algorithm over this one only")
     rep.add_argument("--metric", help="the test metric (default test_return_mean, else test_total_return_mean)")
@@ -125,7 +127,7 @@ def print_report(name, roots, out, args):
 
     try:
         written = write_report(name, roots, out, metric=args.metric, reps=args.reps, envs=args.envs,
-                               baseline=args.baseline)
+                               algs=args.algs, baseline=args.baseline)
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

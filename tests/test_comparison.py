@@ -186,7 +186,15 @@ def test_report_command_over_several_result_roots(results, tmp_path, capsys):
     assert "--baseline qmix: not among the algorithms that ran on every reported env (good, poor, third)" \
         in capsys.readouterr().err
     assert compare.main([*argv[:-1], "task_c"]) == 1
-    assert "No run on env task_c; the runs' envs: task_a, task_b." in capsys.readouterr().err
+    assert "No run of env task_c; the runs' envs: task_a, task_b." in capsys.readouterr().err
+
+    # Algorithms picked out of the roots (a rerun under a new name beside an old grid's runs).
+    assert compare.main([*argv, "--algs", "third,poor"]) == 0
+    text = open(tmp_path / "ab" / "report.md").read()
+    assert "| task_a | third | 1 |" in text and "| task_a | poor | 5 |" in text and "| good |" not in text
+    capsys.readouterr()
+    assert compare.main([*argv, "--algs", "third,qmix"]) == 1
+    assert "No run of alg qmix; the runs' algs: good, poor, third." in capsys.readouterr().err
 
 
 EPYMARL = os.environ.get("EPYMARL_DIR", UPSTREAM_EPYMARL)

@@ -179,23 +179,26 @@ def run_records(groups):
             for runs in groups.values() for run in runs]
 
 
-def select_envs(runs, envs):
-    """The runs on `envs` (None: all); a name no run has is an error listing the ones there are."""
-    if envs is None:
+def select(runs, attribute, names):
+    """The runs whose `attribute` ("env" or "alg") is one of `names` (None: all); a name no run has
+    is an error listing the ones there are."""
+    if names is None:
         return runs
-    present = sorted({run.env for run in runs})
-    unknown = [env for env in envs if env not in present]
+    present = sorted({getattr(run, attribute) for run in runs})
+    unknown = [name for name in names if name not in present]
     if unknown:
-        raise ReportError(f"No run on env {', '.join(unknown)}; the runs' envs: {', '.join(present)}.")
-    return [run for run in runs if run.env in envs]
+        raise ReportError(f"No run of {attribute} {', '.join(unknown)}; the runs' {attribute}s: "
+                          f"{', '.join(present)}.")
+    return [run for run in runs if getattr(run, attribute) in names]
 
 
-def write_report(name, roots, out_dir, metric=None, reps=2000, seed=0, points=50, envs=None, baseline=None):
-    """Read the runs under `roots` (those on `envs` only, if given), write the report into `out_dir`;
+def write_report(name, roots, out_dir, metric=None, reps=2000, seed=0, points=50, envs=None, algs=None,
+                 baseline=None):
+    """Read the runs under `roots` (those on `envs` and of `algs` only, if given), write the report into `out_dir`;
     with a `baseline` algorithm, the probabilities of improvement are each other algorithm's over
     it. Returns what it wrote: {"paths": {...}, "rows": [...], "across": {...} or None,
     "figures": {"curves": Figure, ...}} (figures are closed once saved, and still hold their axes' data)."""
-    runs = select_envs(load_runs(roots, metric), envs)
+    runs = select(select(load_runs(roots, metric), "env", envs), "alg", algs)
     if not runs:
         raise ReportError(f"No usable Sacred run (sacred/<alg>/<env>/<id>/ with a test return) under "
                           f"{', '.join(roots)}.")
