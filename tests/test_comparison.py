@@ -89,6 +89,10 @@ def test_report_statistics_are_rliables_on_the_same_data(results, tmp_path):
     assert across["improvement"][("poor", "good")][0] == pytest.approx(0.0)
     table = open(written["paths"]["table"]).read()
     assert "task_a,good,5,4000" in table
+    across_csv = open(written["paths"]["across"]).read().splitlines()
+    assert across_csv[0] == "measure,alg,over,runs_per_env,estimate,low,high"
+    assert "p_improvement,good,poor,5,1.0,1.0,1.0" in across_csv
+    assert sum(line.startswith("normalised_final_iqm,") for line in across_csv) == 2
     markdown = open(written["paths"]["markdown"]).read()
     assert "| task_a | good | 5 | 4,000 | 4,000 | 3.000 [" in markdown and "good over poor | 1.00 |" in markdown
 

@@ -172,6 +172,18 @@ def table_records(rows):
     return records
 
 
+def across_records(across):
+    """The across-task figures as rows: each algorithm's normalised final IQM and mean, then each
+    probability of improvement (`alg` over `over`)."""
+    records = [{"measure": f"normalised_final_{agg}", "alg": alg, "over": "", "runs_per_env": across["runs"][alg],
+                **dict(zip(("estimate", "low", "high"), across["aggregates"][alg][agg]))}
+               for alg in across["algs"] for agg in ("iqm", "mean")]
+    records += [{"measure": "p_improvement", "alg": x, "over": y, "runs_per_env": across["runs"][x],
+                 **dict(zip(("estimate", "low", "high"), estimate))}
+                for (x, y), estimate in across["improvement"].items()]
+    return records
+
+
 def run_records(groups):
     return [{"env": run.env, "alg": run.alg, "seed": run.seed, "status": run.status, "t_max": run.t_max,
              "steps_reached": int(run.steps[-1]),
@@ -218,6 +230,8 @@ def write_report(name, roots, out_dir, metric=None, reps=2000, seed=0, points=50
     figures = {"curves": plots.learning_curves(groups, reps, seed, points)}
     plots.save(figures["curves"], paths["curves"])
     if across:
+        paths["across"] = os.path.join(out_dir, "across.csv")
+        write_csv(paths["across"], across_records(across))
         paths["aggregates"] = os.path.join(out_dir, "aggregates.png")
         figures["aggregates"] = plots.aggregates(across["aggregates"], "normalised final test return")
         plots.save(figures["aggregates"], paths["aggregates"])
