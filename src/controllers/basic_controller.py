@@ -13,8 +13,9 @@ Acting (``select_actions``) runs, with ``trace_acting``, a ``torch.jit.trace`` o
 the agent declares itself ``traceable``: its forward is a fixed sequence of tensor operations on
 its inputs and parameters, with no branch on their values (a trace records one path). The trace
 shares the agent's parameters, so it follows every update; it is made once per input shape and
-device and dropped by ``to`` and by copies (target networks trace afresh). Its outputs are the
-eager ones, bitwise (tests/test_acting_trace.py); it halves a SALE agent's acting call
+device and dropped by ``to`` and by copies (target networks trace afresh). On the CPU its outputs
+are the eager ones, bitwise (tests/test_acting_trace.py; a GPU may fuse its element-wise ops,
+which can round differently). It takes a third to a half off a SALE agent's acting call
 (docs/benchmarks.md). The learners' forwards stay eager.
 """
 import math
