@@ -11,7 +11,9 @@ import re
 import subprocess
 import sys
 
+from comparison.report import write_report
 from helpers import REPO_ROOT
+from test_comparison import write_run
 
 
 def run_bench(script, *arguments):
@@ -70,3 +72,34 @@ def test_env_rates_measures_each_lbf_task():
     for line in table:
         random_rate, training_rate = (float(x.replace(",", "")) for x in line.split("|")[2:4])
         assert random_rate > 0 and training_rate > 0
+
+
+def test_ab_decision_applies_the_rule_of_docs_method(tmp_path):
+    """Known finals (400k-step runs): a learning change far above the control beats it; two time
+    savers level with it are not below it and the faster is picked; one far under it is below it; a
+    variant with 2 of 3 seeds finished is pending."""
+    control = [0.30, 0.35, 0.40, 0.45, 0.50]
+    variants = {  # alg -> (finals, minutes per run, finished runs)
+        "sale_mb": (control, 40, 5), "better": ([0.90, 0.95, 0.99], 40, 3),
+        "saver_fast": ([0.36, 0.41, 0.46], 10, 3), "saver_slow": ([0.37, 0.42, 0.47], 20, 3),
+        "saver_bad": ([0.01, 0.02, 0.03], 5, 3), "unfinished": ([0.90, 0.95, 0.99], 40, 2)}
+    steps = [0, 100000, 200000, 300000, 400000]
+    run_id = 0
+    for alg, (finals, minutes, done) in variants.items():
+        for seed, final in enumerate(finals, start=1):
+            run_id += 1
+            write_run(tmp_path / "results", alg, "task", run_id, seed, steps, [0.0, 0.0, 0.0, 0.0, final],
+                      status="COMPLETED" if seed <= done else "RUNNING", minutes=minutes)
+    write_run(tmp_path / "results", "qmix", "task", run_id + 1, 1, steps, [0.0] * 5)  # not in the A/B grid
+    write_report("ab", [str(tmp_path / "results")], str(tmp_path / "report"), reps=300, baseline="sale_mb")
+    grid = tmp_path / "ab.yaml"
+    grid.write_text("name: ab\nconfigs: [better, saver_fast, saver_slow, saver_bad, unfinished]\n"
+                    "env_configs: [task]\nseeds: 3\n")
+    output = run_bench("ab_decision.py", str(tmp_path / "report"), "--grid", str(grid),
+                       "--time-savers", "saver_fast,saver_slow,saver_bad")
+    verdicts = {line.split()[0]: line.split("  ")[-1].strip() for line in output.splitlines()
+                if line.split() and line.split()[0] in variants}
+    assert verdicts == {"better": "beats", "saver_fast": "not below", "saver_slow": "not below",
+                        "saver_bad": "below", "unfinished": "pending"}, output
+    assert "defaults: learning changes that beat: better; time saver: saver_fast (not final: unfinished pending)" \
+        in output

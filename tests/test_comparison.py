@@ -28,16 +28,17 @@ REPS = 300
 
 
 def write_run(root, alg, env, run_id, seed, steps, returns, status="COMPLETED", resume=False, t_max=None,
-              last_step=None):
-    """A Sacred run folder as the file observer writes it (ours and upstream EPyMARL's alike); with
-    `last_step`, a training metric logged after the last test, at that env step."""
+              last_step=None, minutes=30):
+    """A Sacred run folder as the file observer writes it (ours and upstream EPyMARL's alike), the
+    run lasting `minutes` (< 60); with `last_step`, a training metric logged after the last test, at
+    that env step."""
     folder = os.path.join(str(root), "sacred", alg, env, str(run_id))
     os.makedirs(folder)
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump({"name": alg, "seed": seed, "resume": resume, "t_max": t_max or steps[-1]}, f)
     with open(os.path.join(folder, "run.json"), "w") as f:
         json.dump({"status": status, "start_time": "2026-11-29T10:00:00.000000",
-                   "stop_time": "2026-11-29T10:30:00.000000"}, f)
+                   "stop_time": f"2026-11-29T10:{minutes:02d}:00.000000"}, f)
     with open(os.path.join(folder, "metrics.json"), "w") as f:
         metrics = {"test_return_mean": {"steps": list(steps), "values": list(returns),
                                         "timestamps": ["2026-11-29T10:00:00"] * len(steps)}}
