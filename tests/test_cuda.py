@@ -46,7 +46,9 @@ def test_a_run_on_the_gpu_resumes_on_the_cpu(tmp_path, alg):
 @pytest.mark.parametrize("alg", ["qmix_gru", "sale_mb_no_wm"])
 def test_an_update_on_the_gpu_computes_the_cpu_gradients(alg):
     """One learner update of a fresh learner on the same batch: the GPU's gradients are the CPU's
-    (float32 rounding apart), and after the update every parameter lives on the GPU. (sale_mb's
+    up to float32 rounding, accumulated over 50-step recurrences (on an H200 at most 2.4e-5 of
+    the largest gradient; a missing or misplaced term is of the order of the gradient itself),
+    and after the update every parameter lives on the GPU. (sale_mb's
     own update draws random numbers, which differ between devices; its GPU run is the test above.)"""
     sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
     from update_cost import learner_and_batch
@@ -62,4 +64,4 @@ def test_an_update_on_the_gpu_computes_the_cpu_gradients(alg):
     scale = max(g.abs().max().item() for g in grads["cpu"])
     assert scale > 0
     for cpu, gpu in zip(grads["cpu"], grads["cuda"]):
-        torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-5 * scale)
+        torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-4 * scale)
