@@ -23,7 +23,7 @@ RESUMABLE_KEYS = (
     "learner_log_interval", "progress_interval", "save_model", "save_model_interval",
     "use_tensorboard", "local_results_path", "mongo_url", "mongo_db_name", "mongo_timeout_ms",
     "use_wandb", "wandb_team", "wandb_project", "wandb_mode", "wandb_save_model",
-    "torch_threads", "trace_acting", "use_cuda", "buffer_cpu_only", "render",
+    "torch_threads", "trace_acting", "use_cuda", "act_on_cpu", "buffer_cpu_only", "render",
 )
 # Keys that say what to do with the checkpoint rather than describe the run.
 RUN_CONTROL_KEYS = ("resume", "checkpoint_path", "load_step")

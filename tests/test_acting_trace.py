@@ -112,3 +112,35 @@ def test_training_is_the_same_with_and_without_the_traced_acting_path(tmp_path):
     assert returns_on == returns_off and len(returns_on) >= 3
     assert agent_on.keys() == agent_off.keys()
     assert all(torch.equal(agent_on[name], agent_off[name]) for name in agent_on)
+
+
+@pytest.mark.parametrize("alg", ["sale_mb sale_refresh_interval=2", "qmix_gru"])
+def test_an_acting_copy_gives_the_learners_q_values_after_every_sync(alg):
+    """With use_cuda and act_on_cpu the runner acts through a CPU copy of the learner's MAC
+    (src/run.py ``acting_mac``); ``sync_acting`` after each update makes its Q-values the learner's
+    bit for bit, SALE encoder refreshes included. Both on the CPU here; tests/test_cuda.py moves
+    the learner to a GPU."""
+    import sys
+
+    import run
+    from helpers import REPO_ROOT
+    sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
+    from update_cost import learner_and_batch
+
+    learner, batch = learner_and_batch(alg, "Foraging-5x5-2p-1f-v3", 4, seed=3)
+    learner.args.use_cuda = False
+    assert run.acting_mac(learner.args, learner.mac) is learner.mac
+    learner.args.use_cuda = True
+    acting = run.acting_mac(learner.args, learner.mac)
+    assert acting is not learner.mac
+    runner = SimpleNamespace(mac=acting)
+
+    def same_q_values():
+        with torch.no_grad():
+            return torch.equal(acting.forward_all(batch), learner.mac.forward_all(batch))
+
+    for update in range(4):
+        learner.train(batch, 100 * update, update)
+        assert not same_q_values()
+        run.sync_acting(runner, learner)
+        assert same_q_values(), update

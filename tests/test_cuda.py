@@ -2,6 +2,7 @@
 development machines have none); on a machine with one: `python -m pytest tests/test_cuda.py`."""
 import os
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,11 +15,11 @@ LBF = ["env_args.key=lbforaging:Foraging-5x5-2p-1f-v3"]
 SALE_MB_SHORT = ["wm_warmup=2", "sale_refresh_interval=5", "target_update_interval_or_tau=7"]
 
 
-@pytest.mark.parametrize("alg", ["qmix", "sale_mb"])
-def test_a_run_on_the_gpu_resumes_on_the_cpu(tmp_path, alg):
-    """A run trains on the GPU (its checkpoint's tensors are CUDA tensors), and resuming it with
-    use_cuda=False continues on the CPU to a larger budget."""
-    overrides = [*TINY, *LBF, "t_max=500", "save_model=True", "save_model_interval=250"]
+@pytest.mark.parametrize("alg, act_on_cpu", [("qmix", True), ("sale_mb", True), ("sale_mb", False)])
+def test_a_run_on_the_gpu_resumes_on_the_cpu(tmp_path, alg, act_on_cpu):
+    """A run trains on the GPU (its checkpoint's tensors are CUDA tensors), acting on the CPU or
+    on the GPU, and resuming it with use_cuda=False continues on the CPU to a larger budget."""
+    overrides = [*TINY, *LBF, "t_max=500", "save_model=True", "save_model_interval=250", f"act_on_cpu={act_on_cpu}"]
     if alg == "sale_mb":
         overrides += SALE_MB_SHORT
     result = run_main(alg, "lbf", tmp_path, [*overrides, "use_cuda=True"])
@@ -65,3 +66,29 @@ def test_an_update_on_the_gpu_computes_the_cpu_gradients(alg):
     assert scale > 0
     for cpu, gpu in zip(grads["cpu"], grads["cuda"]):
         torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("alg", ["sale_mb sale_refresh_interval=2", "qmix_gru"])
+def test_the_cpu_acting_copy_follows_the_gpu_learner(alg):
+    """With act_on_cpu the runner's MAC stays on the CPU while the learner's moves to the GPU, and
+    after each update ``sync_acting`` makes its Q-values the learner's (float rounding apart)."""
+    import copy
+
+    import run
+    sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
+    from update_cost import learner_and_batch
+
+    learner, batch = learner_and_batch(alg, "Foraging-5x5-2p-1f-v3", 4, seed=3)
+    learner.args.use_cuda = True
+    acting = run.acting_mac(learner.args, learner.mac)
+    learner.args.device = "cuda"
+    learner.cuda()
+    gpu_batch = copy.deepcopy(batch).to("cuda")
+    runner = SimpleNamespace(mac=acting)
+    for update in range(4):
+        learner.train(gpu_batch, 100 * update, update)
+        run.sync_acting(runner, learner)
+        assert all(p.device.type == "cpu" for p in acting.parameters())
+        with torch.no_grad():
+            on_cpu, on_gpu = acting.forward_all(batch), learner.mac.forward_all(gpu_batch).cpu()
+        torch.testing.assert_close(on_cpu, on_gpu, rtol=1e-4, atol=1e-4 * on_cpu.abs().max().item())

@@ -97,7 +97,7 @@ class CountdownEnv(MultiAgentEnv):
 
 def make_args(env="gymma", env_args=LBF_ARGS, **overrides):
     args = dict(env=env, env_args=dict(env_args), batch_size_run=1, test_nepisode=2, runner_log_interval=100,
-                common_reward=True, reward_scalarisation="sum", render=False, device="cpu")
+                common_reward=True, reward_scalarisation="sum", render=False, device="cpu", act_on_cpu=True)
     args.update(overrides)
     return types.SimpleNamespace(**args)
 

@@ -30,9 +30,11 @@ class BaseRunner:
         self.mac = None
 
     def setup(self, scheme, groups, preprocess, mac):
+        # Episodes are written where the acting MAC lives (run.acting_mac); the buffer moves them.
+        device = "cpu" if self.args.act_on_cpu else self.args.device
         self.new_batch = partial(EpisodeBatch, scheme, groups, self.batch_size, self.episode_limit + 1,
-                                 preprocess=preprocess, device=self.args.device)
-        self.writer = BatchWriter(preprocess, self.args.device)
+                                 preprocess=preprocess, device=device)
+        self.writer = BatchWriter(preprocess, device)
         self.mac = mac
 
     def _episodes_finished(self, episodes, test_mode):
