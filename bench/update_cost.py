@@ -37,15 +37,14 @@ class SilentLogger:
         pass
 
 
-def build(alg_spec, key, seed, device="cpu"):
+def build(alg_spec, key, seed):
     """(args, runner, env info, buffer scheme pieces) for 'alg key=value ...'."""
     name, *settings = alg_spec.split()
     config = build_config(name, "lbf", [("env_args.key", f"lbforaging:{key}"), ("seed", seed)]
                           + parse_overrides(settings))
     if "wm_warmup" in config:
         config["wm_warmup"] = 0
-    args = SimpleNamespace(**config, device=device)
-    args.use_cuda = device.startswith("cuda")
+    args = SimpleNamespace(**config, device="cpu")
     runner = runner_registry["episode"](args, SilentLogger())
     info = runner.get_env_info()
     apply_env_info(args, info)
@@ -54,9 +53,9 @@ def build(alg_spec, key, seed, device="cpu"):
 
 
 def learner_and_batch(alg_spec, key, batch_size, seed=1, device="cpu"):
-    """A fresh learner of 'alg key=value ...' on ``device`` and a batch of ``batch_size`` episodes
-    collected on the CPU by its untrained agents (the same episodes for a given seed on any device),
-    seeded as `src/run.py` seeds a run."""
+    """A fresh learner of 'alg key=value ...' and a batch of ``batch_size`` episodes collected on the
+    CPU by its untrained agents (seeded as `src/run.py` seeds a run: the same episodes for a given
+    seed on any device), both then moved to ``device`` as `use_cuda=True` moves them."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
