@@ -15,13 +15,22 @@ LBF = ["env_args.key=lbforaging:Foraging-5x5-2p-1f-v3"]
 SALE_MB_SHORT = ["wm_warmup=2", "sale_refresh_interval=5", "target_update_interval_or_tau=7"]
 
 
-@pytest.mark.parametrize("alg, act_on_cpu", [("qmix", True), ("sale_mb", True), ("sale_mb", False)])
+# Metrics each algorithm logs from its updates (the first one dates the last update).
+UPDATE_METRICS = {"qmix": ["loss", "q_taken_mean"],
+                  "sale_mb": ["loss", "q_taken_mean", "wm_loss", "imagined_td_loss", "agent_sale_loss"],
+                  "mappo": ["critic_loss", "pg_loss", "entropy"]}
+
+
+@pytest.mark.parametrize("alg, act_on_cpu", [("qmix", True), ("sale_mb", True), ("sale_mb", False),
+                                             ("mappo", True)])
 def test_a_run_on_the_gpu_resumes_on_the_cpu(tmp_path, alg, act_on_cpu):
     """A run trains on the GPU (its checkpoint's tensors are CUDA tensors), acting on the CPU or
     on the GPU, and resuming it with use_cuda=False continues on the CPU to a larger budget."""
     overrides = [*TINY, *LBF, "t_max=500", "save_model=True", "save_model_interval=250", f"act_on_cpu={act_on_cpu}"]
     if alg == "sale_mb":
         overrides += SALE_MB_SHORT
+    if alg == "mappo":
+        overrides += ["batch_size=2", "buffer_size=2", "minibatches=2"]
     result = run_main(alg, "lbf", tmp_path, [*overrides, "use_cuda=True"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "running on the CPU" not in result.stderr
@@ -30,7 +39,7 @@ def test_a_run_on_the_gpu_resumes_on_the_cpu(tmp_path, alg, act_on_cpu):
     saved = torch.load(os.path.join(last, "agent.th"), weights_only=False)
     assert all(tensor.is_cuda for tensor in saved.values())
     gpu_metrics = read_json(sacred_runs(tmp_path, alg)[0], "metrics.json")
-    keys = ["loss", "q_taken_mean"] + (["wm_loss", "imagined_td_loss", "agent_sale_loss"] if alg == "sale_mb" else [])
+    keys = UPDATE_METRICS[alg]
     for key in keys:
         values = [v for _, v in metric(gpu_metrics, key)]
         assert values and all(v == v and abs(v) < 1e6 for v in values), (key, values)
@@ -40,7 +49,7 @@ def test_a_run_on_the_gpu_resumes_on_the_cpu(tmp_path, alg, act_on_cpu):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resumed at t_env=" in resumed.stderr
     cpu_metrics = read_json(sacred_runs(tmp_path, alg)[-1], "metrics.json")
-    assert max(t for t, _ in metric(cpu_metrics, "loss")) > max(t for t, _ in metric(gpu_metrics, "loss"))
+    assert max(t for t, _ in metric(cpu_metrics, keys[0])) > max(t for t, _ in metric(gpu_metrics, keys[0]))
     assert read_json(sacred_runs(tmp_path, alg)[-1], "config.json")["use_cuda"] is False
 
 
