@@ -2,8 +2,9 @@
 # The checks of the GPU path, in one go, on a machine with a CUDA device and this repository's
 # dependencies installed: tests/test_cuda.py (a run with use_cuda=True, resumed on the CPU; GPU
 # gradients equal to the CPU's; the CPU acting copy), the cost of one update on the CPU and on the
-# GPU, and the wall time per env step of SALE-MB with use_cuda=True against QMIX at its fastest
-# (the CPU), then of both on the CPU. Logs go to $OUT (default /tmp/gpu_check).
+# GPU, and the wall time per env step against QMIX at its fastest (the CPU), interleaved in 3
+# rounds: SALE-MB on the GPU acting on the CPU (the default) and on the GPU, QMIX on the GPU; then
+# SALE-MB on the CPU. About 7 minutes on an H200 machine. Logs go to $OUT (default /tmp/gpu_check).
 #     bash bench/gpu_check.sh [python]
 set -o pipefail
 PYTHON=${1:-python}
@@ -15,5 +16,6 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee 
 "$PYTHON" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(), flush=True)" 2>&1 | tee -a "$OUT/gpu.txt" || exit 1
 "$PYTHON" -m pytest tests/test_cuda.py -v -p no:cacheprovider -W ignore::DeprecationWarning 2>&1 | tee "$OUT/test_cuda.log"
 "$PYTHON" bench/update_cost.py --device cpu,cuda qmix qmix_gru sale_mb sale_mb_no_wm 2>&1 | tee "$OUT/update_cost.log"
-"$PYTHON" bench/wall_ratio.py --steps 8000 --rounds 3 --algs qmix "sale_mb use_cuda=True" 2>&1 | tee "$OUT/wall_ratio_cuda.log"
+"$PYTHON" bench/wall_ratio.py --steps 8000 --rounds 3 --algs qmix "sale_mb use_cuda=True" \
+    "sale_mb use_cuda=True act_on_cpu=False" "qmix use_cuda=True" 2>&1 | tee "$OUT/wall_ratio_cuda.log"
 "$PYTHON" bench/wall_ratio.py --steps 8000 --algs qmix sale_mb 2>&1 | tee "$OUT/wall_ratio_cpu.log"

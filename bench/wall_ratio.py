@@ -1,18 +1,19 @@
 """Wall time per env step of SALE-MB against QMIX, default configs, same task, one process.
 
 Trains each algorithm for ``--steps`` env steps through the real entry point, alternating the
-algorithms run by run (``--rounds`` rounds of qmix then sale_mb, or the order given) so a change in
-the machine's load falls on both. Counts the raw LBF ``env.step`` calls of each run and times the
+algorithms run by run (``--rounds`` rounds of qmix then sale_mb, or of the ``--algs`` given, two or
+more) so a change in the machine's load falls on all. Counts the raw LBF ``env.step`` calls of each run and times the
 learner's updates, and prints per algorithm:
 - wall time per env step from the first env step to the end (start-up excluded; one test
   episode at the start, none after);
 - the same after update number ``wm_warmup`` of SALE-MB's config (steady state: the replay buffer
   holds a batch and SALE-MB's imagination runs; before that SALE-MB updates only its world model);
-and the ratio SALE-MB / QMIX of both (issue 9's target: <= 3).
+and the ratio of each later algorithm to the first, of both (issue 9's target, SALE-MB / QMIX: <= 3).
 
     nice python bench/wall_ratio.py [--steps 3000] [--rounds 1] [--env lbf_2s_8x8_2p_2f_coop]
                                     [--algs qmix sale_mb] [--threads 1]
     nice python bench/wall_ratio.py --algs qmix "sale_mb model_update_interval=4 rollout_depth=1"
+    python bench/wall_ratio.py --algs qmix "sale_mb use_cuda=True" "sale_mb use_cuda=True act_on_cpu=False"
 """
 import argparse
 import os
@@ -70,11 +71,14 @@ def main():
     parser.add_argument("--steps", type=int, default=3000, help="training env steps per run (t_max)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each algorithm, alternating")
     parser.add_argument("--env", default="lbf_2s_8x8_2p_2f_coop", help="env config")
-    parser.add_argument("--algs", nargs=2, default=["qmix", "sale_mb"],
-                        help="baseline, method; each a config name with optional settings: 'sale_mb rollout_depth=1'")
+    parser.add_argument("--algs", nargs="+", default=["qmix", "sale_mb"],
+                        help="baseline, then one or more methods; each a config name with optional "
+                             "settings: 'sale_mb rollout_depth=1'")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch_threads of the runs")
     options = parser.parse_args()
+    if len(options.algs) < 2 or len(set(options.algs)) < len(options.algs):
+        parser.error(f"--algs needs a baseline and at least one other, all different; got {options.algs}")
 
     from run_config import build_config
     steady_update = build_config("sale_mb", options.env, [], check_names=False)["wm_warmup"]
@@ -96,10 +100,12 @@ def main():
         steady = 1e6 * steady_wall / steady_steps if steady_steps else float("nan")
         per_step[alg] = (1e6 * wall / steps, steady)
         print(f"{alg:24s} {per_step[alg][0]:16.0f} {steady:34.0f}")
-    base, method = (per_step[alg] for alg in options.algs)
-    target = " (issue 9's target: <= 3)" if options.algs[0] == "qmix" else ""
-    print(f"ratio {options.algs[1]} / {options.algs[0]}: {method[0] / base[0]:.2f} whole run, "
-          f"{method[1] / base[1]:.2f} steady state{target}")
+    baseline, *methods = options.algs
+    base = per_step[baseline]
+    for alg in methods:
+        target = " (issue 9's target: <= 3)" if baseline == "qmix" and alg.split()[0] == "sale_mb" else ""
+        print(f"ratio {alg} / {baseline}: {per_step[alg][0] / base[0]:.2f} whole run, "
+              f"{per_step[alg][1] / base[1]:.2f} steady state{target}")
 
 
 if __name__ == "__main__":
