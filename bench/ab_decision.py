@@ -2,7 +2,7 @@
 
     python src/compare.py --report sale_mb_evidence sale_mb_ab --envs lbf_2s_8x8_2p_2f_coop \\
         --baseline sale_mb --out DIR
-    python bench/ab_decision.py DIR [--grid bench/grids/sale_mb_ab.yaml] [--control sale_mb] [--seeds 3] \\
+    python bench/ab_decision.py DIR [--grid bench/grids/sale_mb_ab.yaml [MORE.yaml ...]] [--control sale_mb] [--seeds 3] \\
         [--time-savers cheapest,model_every_8_no_foresight,model_every_4,no_foresight,rollout_depth_1]
 
 Reads the report's `table.csv`, `runs.csv` and `across.csv` (one env: the report's `--envs`), and
@@ -51,7 +51,8 @@ def decide(folder, control, variants, time_savers, seeds):
         finished[run["alg"]] = finished.get(run["alg"], 0) + (run["status"] == "COMPLETED")
     missing = [alg for alg in variants if alg not in groups]
     if missing:
-        sys.exit(f"error: no run of {', '.join(missing)} in the report")
+        sys.exit(f"error: no run of {', '.join(missing)} in the report: name their grid in compare.py --report, "
+                 f"or leave its file out of --grid")
     base = groups[control]
     decisions = []
     for alg in variants:
@@ -77,15 +78,15 @@ def decide(folder, control, variants, time_savers, seeds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("report", help="the report's folder (--out of compare.py --report)")
-    parser.add_argument("--grid", default=os.path.join("bench", "grids", "sale_mb_ab.yaml"),
-                        help="the A/B grid file: its algorithms are the variants judged")
+    parser.add_argument("--grid", nargs="+", default=[os.path.join("bench", "grids", "sale_mb_ab.yaml")],
+                        help="the A/B grid files: their algorithms are the variants judged")
     parser.add_argument("--control", default="sale_mb")
     parser.add_argument("--seeds", type=int, default=3, help="finished runs a variant needs before a verdict")
     parser.add_argument("--time-savers", type=lambda text: text.split(","),
                         default=["cheapest", "model_every_8_no_foresight", "model_every_4", "no_foresight",
                                  "rollout_depth_1"], help="variants that only save time, comma-separated")
     options = parser.parse_args()
-    variants = [entry.name for entry in grid_from_yaml(options.grid).algs]
+    variants = [entry.name for grid in options.grid for entry in grid_from_yaml(grid).algs]
     base, decisions = decide(options.report, options.control, variants, set(options.time_savers), options.seeds)
     print(f"control {options.control}: final IQM {float(base['final_iqm']):.3f} [{float(base['final_iqm_low']):.3f}, "
           f"{float(base['final_iqm_high']):.3f}], AUC IQM {float(base['auc_iqm']):.3f}, "

@@ -910,6 +910,24 @@ def test_imagined_rewards_map_back_to_the_rewards_td_learns_from(target):
                           atol=1e-5)
 
 
+@pytest.mark.parametrize("target", ["raw", "symlog"])
+def test_clamped_imagined_rewards_keep_imagined_td_bounded_while_rewards_are_rare(target):
+    """After 100k zero rewards TD's running std is ~1e-4, so a raw or symlog head's small errors,
+    mapped into TD's units, become rewards of thousands: imagined TD's loss on a batch of zero
+    rewards explodes (what made two A/B seeds of these heads never learn). With
+    clamp_imagined_rewards the imagined rewards stay in the batch's real range and the loss stays
+    at the real TD loss's order."""
+    losses = {}
+    for clamp in (False, True):
+        learner = make_learner(0, reward_head_target=target, wm_warmup=0, clamp_imagined_rewards=clamp)
+        for _ in range(100):
+            learner.rew_ms.update(torch.zeros(1000, 1))
+        learner.train(zero_reward_batch(), t_env=0, episode_num=0)
+        (losses[clamp],), (td,) = logged(learner, "imagined_td_loss"), logged(learner, "td_loss")
+    assert losses[False] > 1e4 * td
+    assert losses[True] < 10 * td
+
+
 def test_model_update_interval_trains_the_model_and_imagined_td_every_k_updates(monkeypatch):
     """k=3 over 7 updates: the world-model loss and imagined TD run at updates 0, 3, 6 only; in
     between the world model and the SALE encoders do not change, while the agents do."""

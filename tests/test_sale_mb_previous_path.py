@@ -69,7 +69,9 @@ def previous_roll(self, mac, start, first_actions, hidden):
     return rollout
 
 
-def previous_imagined_td_loss(self, rollout, agent_qs, hidden, target_hidden, context, start_mask):
+def previous_imagined_td_loss(self, rollout, agent_qs, hidden, target_hidden, context, start_mask,
+                              reward_range=None):
+    assert reward_range is None  # clamp_imagined_rewards came later; its default is off
     horizon = self.args.rollout_depth
     batch_size, slots = agent_qs.shape[:2]
     steps = imagined_steps(self.model.scheme, {

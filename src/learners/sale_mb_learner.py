@@ -15,8 +15,9 @@ One update on a batch of real episodes (slots t = 0..T, transitions t = 0..T-1):
 6. one backward pass; one Adam step per parameter group (see ``_parameter_groups``);
 7. target networks and TD7's fixed encoders refresh (by default together, as in TD7).
 Issue 9's keys: ``model_update_interval`` (steps 2 and 5 every k-th update only),
-``reward_head_target`` (what the reward head fits), ``target_context`` (target copies of the model
-part build c^{t+1}), ``imagined_td_gate`` (step 5's weight gated by the model's error).
+``reward_head_target`` (what the reward head fits), ``clamp_imagined_rewards`` (step 5's rewards
+kept in the batch's real range), ``target_context`` (target copies of the model part build
+c^{t+1}), ``imagined_td_gate`` (step 5's weight gated by the model's error).
 The learner builds its own mixer and model part (EPyMARL has no registry for either) and uses
 only EPyMARL's MAC interface (``forward``, ``init_hidden``, ``hidden_states``, ``parameters``,
 ``agent``, ``cuda``, ``load_state``, ``save_models``, ``load_models``; a MAC with
@@ -163,7 +164,8 @@ class SALEMBLearner:
             starts = self._sample_starts(e.start_mask)
             stats["imagined_td_loss"] = self._imagined_td_loss(
                 _take_all(rollout, starts), _take(agent_qs, starts), _take(hidden, starts),
-                _take(target_hidden, starts), _take(context, starts), _take(e.start_mask, starts))
+                _take(target_hidden, starts), _take(context, starts), _take(e.start_mask, starts),
+                self._real_reward_range(e))
             stats["imagined_td_weight"] = self._imagined_td_weight(stats)
             td_loss = td_loss + stats["imagined_td_weight"] * stats["imagined_td_loss"]
 
@@ -230,11 +232,21 @@ class SALEMBLearner:
         weights = start_mask.squeeze(-1) + 1e-6  # invalid slots only when too few are valid
         return torch.multinomial(weights, starts)
 
-    def _imagined_td_loss(self, rollout, agent_qs, hidden, target_hidden, context, start_mask):
+    def _real_reward_range(self, e):
+        """(lowest, highest) reward TD learns from in this batch's valid steps, with
+        ``clamp_imagined_rewards``; else None."""
+        if not self.args.clamp_imagined_rewards:
+            return None
+        valid = e.rewards[e.step_mask > 0]
+        return (valid.min(), valid.max()) if valid.numel() else None
+
+    def _imagined_td_loss(self, rollout, agent_qs, hidden, target_hidden, context, start_mask,
+                          reward_range=None):
         """TD on imagined transitions k = 0..H-1 from the given slots [B, S]; step k weighs
         prod_{j<k} c_hat_j. Step 0 acts from the real slot (real Q, real context); the agents
         re-run the imagined steps with gradient from their real h^t, the target agents from
-        theirs, both through their MACs."""
+        theirs, both through their MACs. Imagined rewards (in TD's units) are clamped to
+        ``reward_range`` when given."""
         horizon = self.args.rollout_depth
         batch_size, slots = agent_qs.shape[:2]
         steps = imagined_steps(self.model.scheme, {
@@ -268,6 +280,8 @@ class SALEMBLearner:
             next_q_tot = self._clip(self.target_mixer(next_qs, contexts[:, :, 1:]))
             continuations = rollout["continuations"]
             rewards = self.model.td_rewards(rollout["rewards"], self._td_reward_units)
+            if reward_range is not None:
+                rewards = rewards.clamp(*reward_range)
             targets = rewards + self.args.gamma * continuations * next_q_tot
             reach = torch.cumprod(torch.cat([torch.ones_like(continuations[:, :, :1]),
                                              continuations[:, :, :-1]], dim=2), dim=2)
