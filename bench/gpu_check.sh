@@ -5,6 +5,12 @@
 # GPU, and the wall time per env step against QMIX at its fastest (the CPU), interleaved in 3
 # rounds: SALE-MB on the GPU acting on the CPU (the default) and on the GPU, QMIX on the GPU; then
 # SALE-MB on the CPU. About 7 minutes on an H200 machine. Logs go to $OUT (default /tmp/gpu_check).
+# A GPU machine with torch but without network (as the H200 lease was) takes the rest as wheels
+# made elsewhere for its Python: those used there were sacred==0.8.7 docopt-ng jsonpickle munch
+# GitPython gitdb smmap pymongo==4.20.1 dnspython gymnasium==1.3.0 farama-notifications
+# lbforaging==2.0.0 pyglet six setuptools==80.9.0 (`pip download --no-deps --only-binary=:all:
+# --python-version 3.12 ...`, installed with `pip install --no-index --no-deps --target DIR` and
+# PYTHONPATH=DIR).
 #     bash bench/gpu_check.sh [python]
 set -o pipefail
 PYTHON=${1:-python}
