@@ -3,7 +3,7 @@
     python src/compare.py --report sale_mb_evidence sale_mb_ab --envs lbf_2s_8x8_2p_2f_coop \\
         --baseline sale_mb --out DIR
     python bench/ab_decision.py DIR [--grid bench/grids/sale_mb_ab.yaml [MORE.yaml ...]] [--control sale_mb] [--seeds 3] \\
-        [--time-savers cheapest,model_every_8_no_foresight,model_every_4,no_foresight,rollout_depth_1]
+        [--time-savers cheapest,model_every_8_no_foresight,model_every_4,no_foresight,rollout_depth_1,...]
 
 Reads the report's `table.csv`, `runs.csv` and `across.csv` (one env: the report's `--envs`), and
 prints for each of the grid's variants (other algorithms in the report are left out) its finished seeds, final and AUC IQM, P(variant > control) on the final test
@@ -84,7 +84,8 @@ def main():
     parser.add_argument("--seeds", type=int, default=3, help="finished runs a variant needs before a verdict")
     parser.add_argument("--time-savers", type=lambda text: text.split(","),
                         default=["cheapest", "model_every_8_no_foresight", "model_every_4", "no_foresight",
-                                 "rollout_depth_1"], help="variants that only save time, comma-separated")
+                                 "rollout_depth_1", "model_every_8_depth_1"],
+                        help="variants that only save time, comma-separated")
     options = parser.parse_args()
     variants = [entry.name for grid in options.grid for entry in grid_from_yaml(grid).algs]
     base, decisions = decide(options.report, options.control, variants, set(options.time_savers), options.seeds)
