@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from utils.rl_utils import (build_gae_advantages, build_lambda_returns, build_n_step_returns,
-                            clipped_surrogate, valid_step_mask, value_loss)
+                            clipped_surrogate, lambda_returns, valid_step_mask, value_loss)
 
 GAMMA = 0.5
 
@@ -72,6 +72,21 @@ def test_lambda_returns(ending, expected):
     rewards, terminated, _, next_values, mask = episode(ending)
     returns = build_lambda_returns(rewards, terminated, next_values, GAMMA, 0.5, mask)
     assert valid(returns, mask) == pytest.approx(expected)
+
+
+def test_lambda_returns_over_predicted_continuations():
+    """Imagined steps (SALE-MB's imagined TD): continuations are predicted probabilities, not
+    1 - d. lam = 1 is value expansion: r_0 + g c_0 r_1 + g^2 c_0 c_1 r_2 + g^3 c_0 c_1 c_2 V_3;
+    lam = 0 is the one-step target, bitwise, whatever the later steps hold."""
+    rewards = torch.tensor([[1.0, 2.0, 3.0]]).unsqueeze(-1)
+    continues = torch.tensor([[0.5, 1.0, 0.25]]).unsqueeze(-1)
+    next_values = torch.tensor([[10.0, 20.0, 40.0]]).unsqueeze(-1)
+    expansion = lambda_returns(rewards, continues, next_values, GAMMA, 1.0)
+    g = GAMMA
+    assert expansion[0, :, 0].tolist() == pytest.approx([
+        1 + g * 0.5 * (2 + g * 1.0 * (3 + g * 0.25 * 40)), 2 + g * 1.0 * (3 + g * 0.25 * 40), 3 + g * 0.25 * 40])
+    one_step = lambda_returns(rewards, continues, next_values, GAMMA, 0.0)
+    assert torch.equal(one_step, rewards + GAMMA * continues * next_values)
 
 
 @pytest.mark.parametrize("ending, expected", [

@@ -968,6 +968,48 @@ def test_imagined_td_gate_weighs_imagined_td_by_the_models_error():
         assert loss == pytest.approx(td + weight * img + model, rel=1e-5)
 
 
+def test_imagined_td_lambda_expands_the_imagined_rewards_to_the_rollouts_end(monkeypatch):
+    """imagined_td_lambda = 1: imagined TD's target at step k is the rollout's imagined rewards
+    from k to the end (discounted, weighted by the predicted continuations), then the target
+    Q_tot after the last step, along each (episode, start slot)'s own steps. With rollout_depth 1
+    value expansion is the one-step target: the same update bit for bit."""
+    import learners.sale_mb_learner as learner_module
+    calls, imagined_rewards = [], []
+    returns, td_rewards = learner_module.lambda_returns, None
+
+    def recorded_returns(*args):
+        calls.append((args, returns(*args)))
+        return calls[-1][1]
+
+    def recorded_rewards(*args):
+        imagined_rewards.append(td_rewards(*args))  # [B, S, H, 1]
+        return imagined_rewards[-1]
+
+    monkeypatch.setattr(learner_module, "lambda_returns", recorded_returns)
+    learner = make_learner(0, imagined_td_lambda=1.0, wm_warmup=0)
+    td_rewards = learner.model.td_rewards
+    monkeypatch.setattr(learner.model, "td_rewards", recorded_rewards)
+    learner.train(full_batch(), t_env=0, episode_num=0)
+    ((rewards, continues, next_values, gamma, lam), targets), = calls
+    (by_slot,) = imagined_rewards
+    assert torch.equal(rewards, by_slot.flatten(0, 1))  # one row per (episode, slot): its H steps
+    horizon = learner.args.rollout_depth
+    assert lam == 1.0 and rewards.shape[1:] == (horizon, 1) and rewards.shape[0] > 1
+    for row in range(rewards.shape[0]):
+        expected = next_values[row, -1]
+        for k in reversed(range(horizon)):
+            expected = rewards[row, k] + gamma * continues[row, k] * expected
+            assert targets[row, k] == pytest.approx(expected.item(), rel=1e-5, abs=1e-6), (row, k)
+
+    after = {}
+    for lam in (0.0, 1.0):
+        depth_1 = make_learner(0, imagined_td_lambda=lam, wm_warmup=0, rollout_depth=1)
+        for update in range(2):
+            depth_1.train(full_batch(), t_env=update, episode_num=update)
+        after[lam] = depth_1.mac.agent
+    assert state_equal(after[0.0], after[1.0])
+
+
 @pytest.mark.parametrize("alg", ["sale_mb", "sale_mb_no_wm"])
 def test_target_context_moves_only_when_the_targets_refresh(alg):
     """target_context=True: the target mixer's context c^{t+1} stays the same over updates of the
@@ -1111,6 +1153,7 @@ def test_every_config_trains_end_to_end_and_logs_its_metrics(tmp_path, alg, pres
     (["use_rnn=False"], "use_rnn=False is not supported"),        # sale_agent is always a GRU
     (["obs_individual_obs=True"], "does not read obs_individual_obs"),
     (["target_update_interval_or_tau=1"], "sale_refresh_interval=null refreshes"),
+    (["imagined_td_lambda=1.5"], "imagined_td_lambda must be in [0, 1]"),
 ])
 def test_inconsistent_configs_stop_at_start_up(tmp_path, overrides, message):
     """Exit code 2, a message naming the problem, no traceback, nothing written."""

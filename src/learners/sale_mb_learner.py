@@ -17,7 +17,8 @@ One update on a batch of real episodes (slots t = 0..T, transitions t = 0..T-1):
 Issue 9's keys: ``model_update_interval`` (steps 2 and 5 every k-th update only),
 ``reward_head_target`` (what the reward head fits), ``clamp_imagined_rewards`` (step 5's rewards
 kept in the batch's real range), ``target_context`` (target copies of the model part build
-c^{t+1}), ``imagined_td_gate`` (step 5's weight gated by the model's error).
+c^{t+1}), ``imagined_td_gate`` (step 5's weight gated by the model's error),
+``imagined_td_lambda`` (step 5's targets: one step, value expansion, or TD(lambda) between).
 The learner builds its own mixer and model part (EPyMARL has no registry for either) and uses
 only EPyMARL's MAC interface (``forward``, ``init_hidden``, ``hidden_states``, ``parameters``,
 ``agent``, ``cuda``, ``load_state``, ``save_models``, ``load_models``; a MAC with
@@ -33,8 +34,8 @@ import torch
 from learners.sale_model_learner import REWARD_HEAD_TARGETS, SALEModelLearner, imagined_steps
 from modules.mixers.qmix_sale import QMixSALE, check_mixer_inputs
 from utils.running_mean_std import RunningMeanStd
-from utils.td_utils import (build_td_targets, greedy_next_qs, load_file, masked_mean,
-                            update_targets, valid_step_mask)
+from utils.td_utils import (build_td_targets, greedy_next_qs, lambda_returns, load_file,
+                            masked_mean, update_targets, valid_step_mask)
 
 
 class SALEMBLearner:
@@ -118,6 +119,9 @@ class SALEMBLearner:
         gate = config["imagined_td_gate"]
         if gate is not None and gate <= 0:
             raise ValueError(f"imagined_td_gate must be > 0 nats (or null: no gate), got {gate}")
+        if not 0 <= config["imagined_td_lambda"] <= 1:
+            raise ValueError(f"imagined_td_lambda must be in [0, 1] (0: one-step imagined targets, 1: "
+                             f"value expansion to the rollout's end), got {config['imagined_td_lambda']}")
         if config["rollout_depth"] < 1:
             raise ValueError(f"rollout_depth must be >= 1, got {config['rollout_depth']}")
         kl_balance = config["kl_balance"]
@@ -243,7 +247,8 @@ class SALEMBLearner:
     def _imagined_td_loss(self, rollout, agent_qs, hidden, target_hidden, context, start_mask,
                           reward_range=None):
         """TD on imagined transitions k = 0..H-1 from the given slots [B, S]; step k weighs
-        prod_{j<k} c_hat_j. Step 0 acts from the real slot (real Q, real context); the agents
+        prod_{j<k} c_hat_j, its target the TD(``imagined_td_lambda``) return over the rest of the
+        rollout (0: one step). Step 0 acts from the real slot (real Q, real context); the agents
         re-run the imagined steps with gradient from their real h^t, the target agents from
         theirs, both through their MACs. Imagined rewards (in TD's units) are clamped to
         ``reward_range`` when given."""
@@ -282,7 +287,10 @@ class SALEMBLearner:
             rewards = self.model.td_rewards(rollout["rewards"], self._td_reward_units)
             if reward_range is not None:
                 rewards = rewards.clamp(*reward_range)
-            targets = rewards + self.args.gamma * continuations * next_q_tot
+            flat = (batch_size * slots, horizon, 1)  # TD(lambda) along the imagined steps
+            targets = lambda_returns(rewards.reshape(flat), continuations.reshape(flat),
+                                     next_q_tot.reshape(flat), self.args.gamma,
+                                     self.args.imagined_td_lambda).view(q_tot.shape)
             reach = torch.cumprod(torch.cat([torch.ones_like(continuations[:, :, :1]),
                                              continuations[:, :, :-1]], dim=2), dim=2)
             weights = reach * start_mask.unsqueeze(2)

@@ -1,6 +1,6 @@
 """Maths shared by the learners: n-step and TD(lambda) returns, masked errors. One-step TD
-targets, masks, masked means and target-network updates live in ``utils/td_utils.py`` (the
-SALE-MB plugin ships that file) and are re-exported here.
+targets, TD(lambda) over continuation factors, masks, masked means and target-network updates live
+in ``utils/td_utils.py`` (the SALE-MB plugin ships that file) and are re-exported here.
 
 Time runs along dim 1 of every [B, T, ...] tensor. ``next_values[:, t]`` is the value of the
 state reached after step t (so ``next_values[:, -1]`` bootstraps the last step);
@@ -10,8 +10,8 @@ Masks are 0/1 with step t valid where ``mask[:, t] == 1``; they broadcast agains
 """
 import torch
 
-from utils.td_utils import (build_td_targets, hard_update, masked_mean, soft_update,  # noqa: F401
-                            update_targets, valid_step_mask)
+from utils.td_utils import (build_td_targets, hard_update, lambda_returns, masked_mean,  # noqa: F401
+                            soft_update, update_targets, valid_step_mask)
 
 
 def build_n_step_returns(rewards, terminated, next_values, gamma, n, mask=None):
@@ -40,17 +40,8 @@ def build_n_step_returns(rewards, terminated, next_values, gamma, n, mask=None):
 
 def build_lambda_returns(rewards, terminated, next_values, gamma, lam, mask=None):
     """TD(lambda) returns G_t = r_t + gamma (1 - d_t) ((1 - lam) V(s_{t+1}) + lam G_{t+1}), with
-    G_{t+1} replaced by V(s_{t+1}) past the last (valid) step."""
-    valid = None if mask is None else mask.expand_as(rewards).to(rewards.dtype)
-    returns = torch.empty_like(rewards)
-    following = next_values[:, -1]
-    for t in reversed(range(rewards.shape[1])):
-        if valid is not None and t + 1 < rewards.shape[1]:
-            following = torch.lerp(next_values[:, t], following, valid[:, t + 1])
-        blended = (1 - lam) * next_values[:, t] + lam * following
-        following = rewards[:, t] + gamma * (1 - terminated[:, t]) * blended
-        returns[:, t] = following
-    return returns
+    G_{t+1} replaced by V(s_{t+1}) past the last (valid) step (``td_utils.lambda_returns``)."""
+    return lambda_returns(rewards, 1 - terminated, next_values, gamma, lam, mask)
 
 
 def build_gae_advantages(rewards, terminated, values, next_values, gamma, lam, mask=None):

@@ -25,6 +25,23 @@ def build_td_targets(rewards, terminated, target_qs, gamma):
     return rewards + gamma * (1 - terminated) * target_qs
 
 
+def lambda_returns(rewards, continues, next_values, gamma, lam, mask=None):
+    """TD(lambda) returns G_t = r_t + gamma c_t ((1 - lam) V(s_{t+1}) + lam G_{t+1}), with
+    G_{t+1} replaced by V(s_{t+1}) past the last (valid) step; ``continues`` c_t is 1 - d_t, or a
+    predicted probability of going on (imagined steps). lam = 0: one-step targets; lam = 1: the
+    rewards to the end, then V (value expansion)."""
+    valid = None if mask is None else mask.expand_as(rewards).to(rewards.dtype)
+    returns = torch.empty_like(rewards)
+    following = next_values[:, -1]
+    for t in reversed(range(rewards.shape[1])):
+        if valid is not None and t + 1 < rewards.shape[1]:
+            following = torch.lerp(next_values[:, t], following, valid[:, t + 1])
+        blended = (1 - lam) * next_values[:, t] + lam * following
+        following = rewards[:, t] + gamma * continues[:, t] * blended
+        returns[:, t] = following
+    return returns
+
+
 def greedy_next_qs(live_next_qs, target_next_qs, avail, double_q):
     """Target agents' values [..., n] of the greedy next actions among the available ones
     (``avail`` [..., n, A], 0 = unavailable): picked by the live agents' Qs with double Q,
