@@ -719,7 +719,8 @@ def test_imagination_starts_prefers_valid_slots():
     assert torch.equal(seen > 0, start_mask.squeeze(-1) > 0)
 
 
-@pytest.mark.parametrize("overrides", [dict(), dict(target_context=True, reward_head_target="scaled")])
+@pytest.mark.parametrize("overrides", [dict(), dict(target_context=True, reward_head_target="scaled"),
+                                       dict(reward_trunk="own", imagined_td_lambda=1.0)])
 def test_save_then_load_resumes_exactly(tmp_path, overrides):
     """A fresh learner loaded from a checkpoint has identical live and target Qs, world model
     (and its target copies), optimiser states, counters and reward statistics; one more update
@@ -755,7 +756,7 @@ def test_save_then_load_resumes_exactly(tmp_path, overrides):
                 torch.testing.assert_close(loaded_state[key][field], value, rtol=0, atol=0)
     assert (loaded.training_steps, loaded.last_target_update_step, loaded.target_range) == \
         (saved.training_steps, saved.last_target_update_step, saved.target_range)
-    if overrides:
+    if overrides.get("target_context"):
         for name, module in saved.target_model.parts().items():
             assert state_equal(loaded.target_model.parts()[name], module), name
             assert not state_equal(saved.model.parts()[name], module), name  # a real copy
@@ -1094,6 +1095,20 @@ def test_each_loss_trains_only_its_own_networks(loss, overrides, detach_td, trai
         assert all(p.grad is None for p in module.parameters())
 
 
+@pytest.mark.parametrize("reward_trunk", ["shared", "own"])
+def test_the_reward_loss_moves_the_transition_trunk_only_when_it_shares_it(reward_trunk):
+    """The reward loss alone (every other loss weight 0, no TD gradient): with the shared trunk it
+    trains the trunk the prior and the continuation read; with reward_trunk=own only the reward's
+    own MLP and what feeds both (the posterior's latents, E), never the trunk or the other heads."""
+    learner = gradients_after_one_update(dict(NO_MODEL_LOSS, sale_loss_weight=0.0, reward_loss_weight=1.0,
+                                              reward_trunk=reward_trunk), detach_td=True)
+    wm = learner.model.world_model
+    assert (len(list(wm.reward_head.parameters())) == 4) == (reward_trunk == "own")  # an MLP, or a linear head
+    assert has_gradient(wm.reward_head) and has_gradient(wm.posterior) and has_gradient(wm.action_embed)
+    assert has_gradient(wm.transition) == (reward_trunk == "shared")
+    assert not has_gradient(wm.prior_head) and not has_gradient(wm.continuation_head)
+
+
 # =================================================================================================
 # 9. End-to-end runs of every config through the real entry point on LBF
 LBF_RUN = [*TINY, "t_max=1000", "wm_warmup=2"]
@@ -1154,6 +1169,7 @@ def test_every_config_trains_end_to_end_and_logs_its_metrics(tmp_path, alg, pres
     (["obs_individual_obs=True"], "does not read obs_individual_obs"),
     (["target_update_interval_or_tau=1"], "sale_refresh_interval=null refreshes"),
     (["imagined_td_lambda=1.5"], "imagined_td_lambda must be in [0, 1]"),
+    (["reward_trunk=separate"], "reward_trunk must be 'shared' or 'own'"),
 ])
 def test_inconsistent_configs_stop_at_start_up(tmp_path, overrides, message):
     """Exit code 2, a message naming the problem, no traceback, nothing written."""

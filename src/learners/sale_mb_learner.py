@@ -15,7 +15,8 @@ One update on a batch of real episodes (slots t = 0..T, transitions t = 0..T-1):
 6. one backward pass; one Adam step per parameter group (see ``_parameter_groups``);
 7. target networks and TD7's fixed encoders refresh (by default together, as in TD7).
 Issue 9's keys: ``model_update_interval`` (steps 2 and 5 every k-th update only),
-``reward_head_target`` (what the reward head fits), ``clamp_imagined_rewards`` (step 5's rewards
+``reward_head_target`` (what the reward head fits), ``reward_trunk`` (the reward head's own
+MLP or the transition's trunk), ``clamp_imagined_rewards`` (step 5's rewards
 kept in the batch's real range), ``target_context`` (target copies of the model part build
 c^{t+1}), ``imagined_td_gate`` (step 5's weight gated by the model's error),
 ``imagined_td_lambda`` (step 5's targets: one step, value expansion, or TD(lambda) between).
@@ -111,6 +112,8 @@ class SALEMBLearner:
         if config["reward_head_target"] not in REWARD_HEAD_TARGETS:
             raise ValueError(f"reward_head_target must be one of {list(REWARD_HEAD_TARGETS)}, got "
                              f"{config['reward_head_target']!r}")
+        if config["reward_trunk"] not in ("shared", "own"):
+            raise ValueError(f"reward_trunk must be 'shared' or 'own', got {config['reward_trunk']!r}")
         if config["reward_scale_floor"] <= 0:
             raise ValueError(f"reward_scale_floor must be > 0, got {config['reward_scale_floor']}")
         if not isinstance(config["model_update_interval"], int) or config["model_update_interval"] < 1:

@@ -6,8 +6,9 @@ Per agent i a latent z_i (``agent_latent_dim``); the joint latent is Z = concat(
   and the available actions from z_i^t, and (the global-state module) s^t from Z^t.
 - Prior (transition VAE): p(Z^{t+1} | Z^t, a^t) from an MLP of [Z^t, z_sa^t, E(a^t)], where z_sa
   is the joint SALE embedding (given detached; left out with ``use_sale: False``) and E embeds
-  each agent's one-hot action. The same trunk predicts the team reward and the continuation
-  (Bernoulli of not terminated; time-outs continue).
+  each agent's one-hot action. The same trunk predicts the team reward (or, with
+  ``reward_trunk: own``, an MLP of its own over the same inputs) and the continuation (Bernoulli
+  of not terminated; time-outs continue).
 - KL balancing between q(Z^{t+1}) and p(Z^{t+1} | Z^t, a^t); a small KL of the prior to N(0, I).
 Losses sum over feature dimensions and average over valid (batch, time, agent) entries.
 
@@ -66,7 +67,11 @@ class VAEWorldModel(nn.Module):
         self.transition = nn.Sequential(nn.Linear(transition_in, width), nn.ELU(),
                                         nn.Linear(width, width), nn.ELU())
         self.prior_head = nn.Linear(width, 2 * self.joint_latent_dim)
-        self.reward_head = nn.Linear(width, 1)
+        # reward_trunk "own": the reward from an MLP of its own over the transition's inputs, so
+        # the reward loss (which jumps when the first rewards arrive) does not move the trunk the
+        # prior and the continuation read
+        self.own_reward_trunk = args.reward_trunk == "own"
+        self.reward_head = _mlp(transition_in, width, 1) if self.own_reward_trunk else nn.Linear(width, 1)
         self.continuation_head = nn.Linear(width, 1)
         self.state_decoder = (_mlp(self.joint_latent_dim, width, self.state_dim)
                               if args.use_state_decoder else None)
@@ -97,9 +102,11 @@ class VAEWorldModel(nn.Module):
         parts = [joint_latent, self.action_embed(actions_onehot).flatten(-2)]
         if self.use_sale:
             parts.append(sale_embedding.detach())
-        trunk = self.transition(torch.cat(parts, dim=-1))
+        inputs = torch.cat(parts, dim=-1)
+        trunk = self.transition(inputs)
         prior = _gaussian(self.prior_head(trunk))
-        return prior, self.reward_head(trunk), self.continuation_head(trunk)
+        reward = self.reward_head(inputs if self.own_reward_trunk else trunk)
+        return prior, reward, self.continuation_head(trunk)
 
     # --- training --------------------------------------------------------------------------------
     def loss(self, posterior, actions_onehot, avail_actions, obs, state, rewards, terminated,
