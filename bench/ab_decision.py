@@ -12,7 +12,8 @@ return with its 95% interval, wall time per env step, and its verdict:
 - **not below** (a time saver only): the interval of P reaches 0.5 and the final IQM is at least
   the lower end of the control's final-IQM interval;
 - **below** (a time saver), **does not beat** (a learning change) otherwise;
-- **pending** while fewer than `--seeds` of its runs have finished (nothing is decided on them).
+- **pending** while fewer than `--seeds` of its runs have finished (nothing is decided on them),
+  or none is in the report (not started, or its grid left out of `compare.py --report`).
 Then what becomes a default: every learning change that beats, and of the time savers that are not
 below, the one with the least wall time per env step.
 """
@@ -49,13 +50,12 @@ def decide(folder, control, variants, time_savers, seeds):
     finished = {}
     for run in read_csv(folder, "runs.csv"):
         finished[run["alg"]] = finished.get(run["alg"], 0) + (run["status"] == "COMPLETED")
-    missing = [alg for alg in variants if alg not in groups]
-    if missing:
-        sys.exit(f"error: no run of {', '.join(missing)} in the report: name their grid in compare.py --report, "
-                 f"or leave its file out of --grid")
     base = groups[control]
     decisions = []
     for alg in variants:
+        if alg not in groups:  # its grid was not reported, or none of its runs has tested yet
+            decisions.append((alg, None, "pending"))
+            continue
         row, p = groups[alg], improvement.get(alg)
         if p is None:
             sys.exit(f"error: across.csv has no P({alg} > {control}): write the report with --baseline {control}")
@@ -96,6 +96,9 @@ def main():
           f"{'us/step':>8s}  verdict")
     for alg, f, verdict in decisions:
         kind = "time saver" if alg in options.time_savers else "learning"
+        if f is None:
+            print(f"{alg:28s} {kind:12s} {0:4d} {'no test in the report yet':>47s}  {verdict}")
+            continue
         interval = f"{f['p']:.2f} [{f['p_low']:.2f}, {f['p_high']:.2f}]"
         print(f"{alg:28s} {kind:12s} {f['finished']:4d} {f['final']:6.3f} {f['auc']:6.3f} {interval:>22s} "
               f"{f['us_per_step']:8,.0f}  {verdict}")

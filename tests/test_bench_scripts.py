@@ -80,7 +80,7 @@ def test_env_rates_measures_each_lbf_task():
 def test_ab_decision_applies_the_rule_of_docs_method(tmp_path):
     """Known finals (400k-step runs): a learning change far above the control beats it; two time
     savers level with it are not below it and the faster is picked; one far under it is below it; a
-    variant with 2 of 3 seeds finished is pending."""
+    variant with 2 of 3 seeds finished is pending, and so is one with no run in the report."""
     control = [0.30, 0.35, 0.40, 0.45, 0.50]
     variants = {  # alg -> (finals, minutes per run, finished runs)
         "sale_mb": (control, 40, 5), "better": ([0.90, 0.95, 0.99], 40, 3),
@@ -96,13 +96,13 @@ def test_ab_decision_applies_the_rule_of_docs_method(tmp_path):
     write_run(tmp_path / "results", "qmix", "task", run_id + 1, 1, steps, [0.0] * 5)  # not in the A/B grid
     write_report("ab", [str(tmp_path / "results")], str(tmp_path / "report"), reps=300, baseline="sale_mb")
     grid = tmp_path / "ab.yaml"
-    grid.write_text("name: ab\nconfigs: [better, saver_fast, saver_slow, saver_bad, unfinished]\n"
+    grid.write_text("name: ab\nconfigs: [better, saver_fast, saver_slow, saver_bad, unfinished, not_started]\n"
                     "env_configs: [task]\nseeds: 3\n")
     output = run_bench("ab_decision.py", str(tmp_path / "report"), "--grid", str(grid),
                        "--time-savers", "saver_fast,saver_slow,saver_bad")
     verdicts = {line.split()[0]: line.split("  ")[-1].strip() for line in output.splitlines()
-                if line.split() and line.split()[0] in variants}
+                if line.split() and line.split()[0] in [*variants, "not_started"]}
     assert verdicts == {"better": "beats", "saver_fast": "not below", "saver_slow": "not below",
-                        "saver_bad": "below", "unfinished": "pending"}, output
-    assert "defaults: learning changes that beat: better; time saver: saver_fast (not final: unfinished pending)" \
-        in output
+                        "saver_bad": "below", "unfinished": "pending", "not_started": "pending"}, output
+    assert ("defaults: learning changes that beat: better; time saver: saver_fast (not final: unfinished, "
+            "not_started pending)") in output
