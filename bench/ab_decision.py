@@ -1,6 +1,6 @@
 """Issue 9's A/B rule (docs/method.md, "How the A/B runs decide") applied to a comparison report.
 
-    python src/compare.py --report sale_mb_evidence sale_mb_ab --envs lbf_2s_8x8_2p_2f_coop \\
+    python src/compare.py --report sale_mb_v1 sale_mb_ab --envs lbf_2s_8x8_2p_2f_coop \\
         --baseline sale_mb --out DIR
     python bench/ab_decision.py DIR [--grid bench/grids/sale_mb_ab.yaml [MORE.yaml ...]] [--control sale_mb] [--seeds 3] \\
         [--time-savers cheapest,model_every_8_no_foresight,model_every_4,no_foresight,rollout_depth_1,...]

@@ -71,7 +71,10 @@ def test_checkpoint_path_that_does_not_exist(tmp_path):
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
-SALE_MB_RESUME = ["wm_warmup=2", "sale_refresh_interval=5", "target_update_interval_or_tau=7"]
+# Imagination starts sampled (their RNG), H = 3 (its errors logged) and the model on every 3rd update
+# (the phase goes on across the checkpoint)
+SALE_MB_RESUME = ["wm_warmup=2", "sale_refresh_interval=5", "target_update_interval_or_tau=7",
+                  "imagination_starts=8", "rollout_depth=3", "model_update_interval=3"]
 
 
 @pytest.mark.parametrize("alg, runner", [("qmix", "episode"), ("qmix", "parallel"), ("sale_mb", "episode"),

@@ -147,7 +147,7 @@ def test_entry_point_refuses_an_unknown_gym_env_before_starting(tmp_path, key, e
 
 # --- alg files that extend another ----------------------------------------------------------------
 @pytest.mark.parametrize("ablation, changed", [
-    ("sale_mb_no_wm", {"world_model", "mixer_inputs"}),
+    ("sale_mb_no_wm", {"world_model"}),
     ("sale_mb_no_sale", {"agent", "use_sale", "mixer_inputs"}),
     ("sale_mb_no_klbal", {"kl_balance"}),
     ("sale_mb_no_state", {"use_state_decoder", "mixer_inputs"}),

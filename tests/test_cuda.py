@@ -12,7 +12,8 @@ from helpers import REPO_ROOT, TINY, metric, models_dir, read_json, run_main, sa
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 LBF = ["env_args.key=lbforaging:Foraging-5x5-2p-1f-v3"]
-SALE_MB_SHORT = ["wm_warmup=2", "sale_refresh_interval=5", "target_update_interval_or_tau=7"]
+SALE_MB_SHORT = ["wm_warmup=2", "sale_refresh_interval=5", "target_update_interval_or_tau=7",
+                 "model_update_interval=1"]  # the model and imagined TD within the short budget
 
 
 # Metrics each algorithm logs from its updates (the first one dates the last update).

@@ -168,7 +168,8 @@ def test_trains_on_halfcheetah_6x1(tmp_path, alg, runner):
     if runner == "parallel":
         overrides.append("batch_size_run=2")
     if alg == "sale_mb":
-        overrides.append("wm_warmup=2")  # imagination and imagined TD run within the budget
+        # imagination and imagined TD run within the budget (the model on every update)
+        overrides += ["wm_warmup=2", "model_update_interval=1"]
     result = run_main(alg, "mamujoco", tmp_path, overrides)
     assert result.returncode == 0, result.stderr[-3000:]
 

@@ -40,7 +40,7 @@ def _config(alg):
 
 RING = 3                                   # cells of the toy ring world (observation = one-hot cell)
 N_AGENTS, N_ACTIONS, OBS_DIM, STATE_DIM = 2, 4, RING, 2 * RING
-HORIZON = _config("sale_mb")["rollout_depth"]  # H
+HORIZON = 3  # H: the unit tests run every part on every update (sale_args), whatever the defaults
 SMALL = dict(hidden_dim=16, sale_dim=8, sale_hidden_dim=16, q_head_dim=16, mixing_embed_dim=8,
              hypernet_embed=16, agent_latent_dim=4, world_model_dim=32, action_embed_dim=4,
              imagination_dim=8)
@@ -56,11 +56,15 @@ class RecordingLogger:
 
 def sale_args(alg="sale_mb", **overrides):
     """The alg's real config (defaults + yaml) with small widths, the toy sizes, no warm-up, a
-    log line every update and TD/imagination on every slot (imagination_starts=null)."""
+    log line every update, TD/imagination on every slot (imagination_starts=null) and every part
+    the method has on every update: the model step (model_update_interval=1), H = 3 and, with a
+    world model, foresight in the mixer's context (the defaults leave it out)."""
     config = copy.deepcopy(_config(alg))
     config.update(SMALL, n_agents=N_AGENTS, n_actions=N_ACTIONS, state_shape=STATE_DIM,
                   obs_shape=OBS_DIM, device="cpu", learner_log_interval=0, wm_warmup=0,
-                  batch_size=4, imagination_starts=None)
+                  batch_size=4, imagination_starts=None, model_update_interval=1, rollout_depth=HORIZON)
+    if config["world_model"] is not None and "foresight" not in config["mixer_inputs"]:
+        config["mixer_inputs"] = [*config["mixer_inputs"], "foresight"]
     config.update(overrides)
     return SimpleNamespace(**config)
 
@@ -1115,27 +1119,35 @@ LBF_RUN = [*TINY, "t_max=1000", "wm_warmup=2"]
 SHORT_EPISODES = "env_args.key=lbforaging:Foraging-5x5-2p-1f-v3"  # ends early: padded batches
 WM_TERMS = ["wm_recon_loss", "wm_avail_loss", "wm_kl_loss", "wm_prior_kl_loss", "wm_reward_loss",
             "wm_continuation_loss", "wm_loss"]
-ERRORS = [f"wm_{kind}_error_{depth}step" for kind in ("latent", "reward") for depth in (1, HORIZON)]
-STATE = ["wm_state_loss", "wm_state_error_1step", f"wm_state_error_{HORIZON}step"]
+# {H}: the config's rollout_depth (the open-loop errors are logged after 1 and after H steps)
+ERRORS = [f"wm_{kind}_error_{depth}step" for kind in ("latent", "reward") for depth in ("1", "{H}")]
+STATE = ["wm_state_loss", "wm_state_error_1step", "wm_state_error_{H}step"]
 IMAGINED = ["imagined_td_loss", "imagined_reward_mean", "imagined_continuation_mean"]
 SALE = ["joint_sale_loss", "agent_sale_loss", "joint_sale_std"]
 ALWAYS = ["td_loss", "td_error_abs", "loss", "grad_norm", "wm_grad_norm", "q_taken_mean",
           "target_mean", "return_mean", "test_return_mean"]
 
 
-@pytest.mark.parametrize("alg, present, absent", [
-    ("sale_mb", WM_TERMS + ERRORS + STATE + IMAGINED + SALE, []),
-    ("sale_mb_no_wm", ["joint_sale_loss", "agent_sale_loss"], WM_TERMS + ERRORS + STATE + IMAGINED),
-    ("sale_mb_no_sale", WM_TERMS + ERRORS + STATE + IMAGINED, SALE),
-    ("sale_mb_no_klbal", WM_TERMS + ERRORS + STATE + IMAGINED + SALE, []),
-    ("sale_mb_no_state", WM_TERMS + ERRORS + IMAGINED + SALE, STATE),
-])
-def test_every_config_trains_end_to_end_and_logs_its_metrics(tmp_path, alg, present, absent):
+# Every part on every update, with foresight read by the mixer (the defaults before issue 9's A/B)
+EVERY_PART = ["model_update_interval=1", f"rollout_depth={HORIZON}", "imagination_starts=8",
+              "mixer_inputs=['state','sale','foresight']"]
+
+
+@pytest.mark.parametrize("alg, extra, present, absent", [
+    ("sale_mb", [], WM_TERMS + ERRORS + STATE + IMAGINED + SALE, []),
+    ("sale_mb", EVERY_PART, WM_TERMS + ERRORS + STATE + IMAGINED + SALE, []),
+    ("sale_mb_no_wm", [], ["joint_sale_loss", "agent_sale_loss"], WM_TERMS + ERRORS + STATE + IMAGINED),
+    ("sale_mb_no_sale", [], WM_TERMS + ERRORS + STATE + IMAGINED, SALE),
+    ("sale_mb_no_klbal", [], WM_TERMS + ERRORS + STATE + IMAGINED + SALE, []),
+    ("sale_mb_no_state", [], WM_TERMS + ERRORS + IMAGINED + SALE, STATE),
+], ids=["sale_mb", "sale_mb-every-part", "no_wm", "no_sale", "no_klbal", "no_state"])
+def test_every_config_trains_end_to_end_and_logs_its_metrics(tmp_path, alg, extra, present, absent):
     """`--config=<alg> --env-config=lbf` completes and Sacred's metrics.json holds the metrics
     that belong to the variant (sale_mb: every world-model term, SALE losses, real and imagined
     TD, 1- and H-step prediction errors) and none of those it does not have. sale_mb runs the
-    lbf file's own task (the main job); the ablations a small task whose episodes end early."""
-    overrides = LBF_RUN if alg == "sale_mb" else [*LBF_RUN, SHORT_EPISODES]
+    lbf file's own task (the main job), as shipped and with every part on every update; the
+    ablations a small task whose episodes end early."""
+    overrides = [*LBF_RUN, *extra] if alg == "sale_mb" else [*LBF_RUN, SHORT_EPISODES]
     result = run_main(alg, "lbf", tmp_path, overrides, timeout=None)  # no wall-clock limit
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = sacred_runs(tmp_path, alg)
@@ -1145,6 +1157,7 @@ def test_every_config_trains_end_to_end_and_logs_its_metrics(tmp_path, alg, pres
     if alg == "sale_mb_no_klbal":
         assert config["kl_balance"] is None
     metrics = read_json(run_dir, "metrics.json")
+    present, absent = ([key.format(H=config["rollout_depth"]) for key in keys] for keys in (present, absent))
     for key in ALWAYS + present:
         assert key in metrics, f"{key} missing from metrics.json of {alg}: {sorted(metrics)}"
         assert all(math.isfinite(v) for _, v in metric(metrics, key)), key
@@ -1158,7 +1171,7 @@ def test_every_config_trains_end_to_end_and_logs_its_metrics(tmp_path, alg, pres
 # List values are Python literals on the command line (run_config.parse_value runs
 # ast.literal_eval); subprocess passes each token as one argument, so no shell quoting is needed.
 @pytest.mark.parametrize("overrides, message", [
-    (["world_model=null"], "mixer_inputs has 'foresight' but world_model=null"),
+    (["world_model=null", "mixer_inputs=['state','foresight']"], "mixer_inputs has 'foresight' but world_model=null"),
     (["use_sale=False"], "mixer_inputs has 'sale' but use_sale=False"),
     (["mixer_inputs=['state','sale','z_sa']"], "choose a non-empty list from"),
     (["mixer_inputs=[]"], "choose a non-empty list from"),

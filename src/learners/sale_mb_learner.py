@@ -193,7 +193,8 @@ class SALEMBLearner:
             args.target_update_interval_or_tau, self.training_steps, self.last_target_update_step)
         self.model.refresh_encoders(self.mac.agent, self.target_mac.agent, self._encoder_refresh_due())
 
-        if t_env - self.log_stats_t >= args.learner_log_interval:
+        # logged from a model update (the first one due), so every term is there on every log
+        if train_model and t_env - self.log_stats_t >= args.learner_log_interval:
             stats.update(loss=td_loss + model_loss, grad_norm=grad_norms[0],
                          wm_grad_norm=grad_norms[-1],
                          td_error_abs=masked_mean(td_error.abs(), e.step_mask),
