@@ -4,7 +4,9 @@ only here) as ``previous_path``:
 - the Q head added its per-action weight transposed (a non-contiguous broadcast operand);
 - imagination ran the live agents, their greedy choice and the state decoder at its last step
   on every slot, although only imagined TD reads those, and only at the slots it starts from;
-- Adam stepped parameter by parameter (now ``foreach``).
+- Adam stepped parameter by parameter (now ``foreach``);
+- the target agents' Q head ran for every action over the real episodes, although double Q reads
+  them only at the live agents' greedy actions (now it runs for those alone).
 With ``img_epsilon > 0`` the last step's exploratory draws, which nothing read, are gone, so the
 random stream after imagination differs; that case is therefore not compared here.
 
@@ -27,7 +29,9 @@ from utils.latent_utils import avg_l1_norm
 from utils.td_utils import greedy_next_qs
 
 
-def previous_q_values(self, h, obs):
+def previous_q_values(self, h, obs, actions=None):
+    if actions is not None:  # every action, then the chosen ones
+        return torch.gather(previous_q_values(self, h, obs), -1, actions)
     encoder = self.fixed_target_encoder if self.read_target_encoder else self.fixed_encoder
     z_o = encoder.embed(obs)
     action_features = encoder.action_features(z_o)
@@ -168,8 +172,9 @@ def test_parameters_are_bitwise_those_of_the_previous_path(monkeypatch, override
                if key.startswith("adam1"))  # the model group's Adam took steps: a real comparison
 
 
-def previous_action_features(self, z):
-    return F.elu(self.g_state(z).unsqueeze(-2) + self.g_action.weight.t())
+def previous_action_features(self, z, actions=None):
+    rows = self.g_action.weight.t()   # a transposed view
+    return F.elu(self.g_state(z).unsqueeze(-2) + (rows if actions is None else rows[actions]))
 
 
 def test_the_dense_action_weight_changes_only_the_rounding(monkeypatch):
@@ -198,3 +203,22 @@ def test_the_q_head_runs_no_batched_matrix_product(monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(StateActionEncoder, "action_features", previous_action_features)
         assert batched_products(agent)   # what this test guards against
+
+
+def test_the_target_q_head_runs_only_at_the_greedy_actions(monkeypatch):
+    """Over the real episodes the per-action features run for every action once (the live
+    agents) and for one action per row once (the target agents, at the live greedy actions)."""
+    learner, batch = make_learner(seed=1), make_batch(seed=0)
+    shapes = []
+    original = StateActionEncoder.action_features
+
+    def recording(self, z, actions=None):
+        out = original(self, z, actions)
+        shapes.append(tuple(out.shape))
+        return out
+
+    monkeypatch.setattr(StateActionEncoder, "action_features", recording)
+    learner.train(batch, t_env=0, episode_num=0)
+    rows = batch.batch_size * learner.n_agents
+    episodes = [shape for shape in shapes if shape[:2] == (rows, batch.max_t_filled())]
+    assert [shape[2] for shape in episodes] == [learner.args.n_actions, 1]

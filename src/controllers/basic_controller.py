@@ -85,17 +85,21 @@ class BasicMAC:
         self.hidden_states = self._initial_hidden(batch_size)
 
     # --- whole episodes (learners) ---------------------------------------------------------------
-    def forward_all(self, ep_batch, test_mode=False, return_hidden=False):
+    def forward_all(self, ep_batch, test_mode=False, return_hidden=False, actions=None):
         """Agent outputs [B, T, n_agents, n_actions] for every step of ``ep_batch``, starting from
         fresh hidden states; equal to ``init_hidden`` then ``forward(ep_batch, t)`` for each t.
         With ``return_hidden`` also the hidden state after each step, [B, T, n_agents, H].
+        ``actions`` [B, T, n_agents, k] (Q-values, an agent whose ``forward_sequence`` takes
+        them): the outputs at those action indices only, [B, T, n_agents, k].
         ``hidden_states`` is left untouched."""
         batch_size, steps = ep_batch.batch_size, ep_batch.max_seq_length
         inputs = self._build_sequence_inputs(ep_batch)  # [B, T, n, in]
         hidden = self._initial_hidden(batch_size).reshape(batch_size * self.n_agents, -1)
-        if hasattr(self.agent, "forward_sequence"):
-            per_agent = inputs.transpose(1, 2).reshape(batch_size * self.n_agents, steps, -1)
-            agent_outs, hiddens = self.agent.forward_sequence(per_agent, hidden)
+        if actions is not None or hasattr(self.agent, "forward_sequence"):
+            def per_agent(x):  # [B, T, n, ...] -> [B * n, T, ...]
+                return x.transpose(1, 2).reshape(batch_size * self.n_agents, steps, -1)
+            chosen = {} if actions is None else {"actions": per_agent(actions)}
+            agent_outs, hiddens = self.agent.forward_sequence(per_agent(inputs), hidden, **chosen)
             agent_outs = agent_outs.view(batch_size, self.n_agents, steps, -1).transpose(1, 2)
             hiddens = hiddens.view(batch_size, self.n_agents, steps, -1).transpose(1, 2)
         else:
@@ -107,7 +111,8 @@ class BasicMAC:
                 hiddens.append(hidden.view(batch_size, self.n_agents, -1))
             agent_outs = torch.stack(outs, dim=1)
             hiddens = torch.stack(hiddens, dim=1)
-        agent_outs = self._to_policy(agent_outs, ep_batch, slice(None))
+        if actions is None:
+            agent_outs = self._to_policy(agent_outs, ep_batch, slice(None))
         return (agent_outs, hiddens) if return_hidden else agent_outs
 
     # --- parameters and persistence --------------------------------------------------------------

@@ -35,7 +35,7 @@ import torch
 from learners.sale_model_learner import REWARD_HEAD_TARGETS, SALEModelLearner, imagined_steps
 from modules.mixers.qmix_sale import QMixSALE, check_mixer_inputs
 from utils.running_mean_std import RunningMeanStd
-from utils.td_utils import (build_td_targets, greedy_next_qs, lambda_returns, load_file,
+from utils.td_utils import (build_td_targets, greedy_actions, greedy_next_qs, lambda_returns, load_file,
                             masked_mean, update_targets, valid_step_mask)
 
 
@@ -138,8 +138,12 @@ class SALEMBLearner:
 
         # ====== agents over the real episodes ======
         agent_qs, hidden = forward_episodes(self.mac, batch)
+        # double Q reads the target agents' Qs at the live greedy actions only (all of them when
+        # the target context imagines with the target agents)
+        greedy = (greedy_actions(agent_qs, e.avail) if args.double_q and self.target_model is None
+                  else None)
         with torch.no_grad():
-            target_qs, target_hidden = forward_episodes(self.target_mac, batch)
+            target_qs, target_hidden = forward_episodes(self.target_mac, batch, greedy)
 
         # ====== model step: world model, joint SALE, agents' SALE (every k-th update) ======
         train_model = self.training_steps % args.model_update_interval == 0
@@ -157,7 +161,8 @@ class SALEMBLearner:
         chosen_qs = torch.gather(agent_qs[:, :-1], 3, e.actions).squeeze(3)
         q_tot = self.mixer(chosen_qs, context[:, :-1])
         with torch.no_grad():
-            next_qs = greedy_next_qs(agent_qs[:, 1:], target_qs[:, 1:], e.avail[:, 1:], args.double_q)
+            next_qs = (target_qs[:, 1:].squeeze(-1) if greedy is not None else
+                       greedy_next_qs(agent_qs[:, 1:], target_qs[:, 1:], e.avail[:, 1:], args.double_q))
             next_context = (context[:, 1:].detach() if self.target_model is None
                             else self._target_context(e, target_qs, target_hidden)[:, 1:])
             next_q_tot = self._clip(self.target_mixer(next_qs, next_context))
@@ -449,17 +454,23 @@ class ClippedAdam:
         self.adam.load_state_dict(state)
 
 
-def forward_episodes(mac, batch):
+def forward_episodes(mac, batch, actions=None):
     """(Q [B, T+1, n, A], hidden [B, T+1, n, H]) over whole episodes: in one sequence pass with a
-    MAC that has ``forward_all`` (ours), else step by step through EPyMARL's interface."""
+    MAC that has ``forward_all`` (ours), else step by step through EPyMARL's interface. With
+    action indices [B, T+1, n, k], the Q-values of those actions only, [B, T+1, n, k] (the same
+    values; computed for them alone when the agent ``takes_actions``)."""
     if hasattr(mac, "forward_all"):
-        return mac.forward_all(batch, return_hidden=True)
-    mac.init_hidden(batch.batch_size)
-    outs, hiddens = [], []
-    for t in range(batch.max_seq_length):
-        outs.append(mac.forward(batch, t=t))
-        hiddens.append(mac.hidden_states.view(batch.batch_size, mac.n_agents, -1))
-    return torch.stack(outs, dim=1), torch.stack(hiddens, dim=1)
+        if actions is not None and getattr(mac.agent, "takes_actions", False):
+            return mac.forward_all(batch, return_hidden=True, actions=actions)
+        qs, hidden = mac.forward_all(batch, return_hidden=True)
+    else:
+        mac.init_hidden(batch.batch_size)
+        outs, hiddens = [], []
+        for t in range(batch.max_seq_length):
+            outs.append(mac.forward(batch, t=t))
+            hiddens.append(mac.hidden_states.view(batch.batch_size, mac.n_agents, -1))
+        qs, hidden = torch.stack(outs, dim=1), torch.stack(hiddens, dim=1)
+    return (qs if actions is None else torch.gather(qs, -1, actions)), hidden
 
 
 def _take(x, slots):

@@ -42,15 +42,19 @@ def lambda_returns(rewards, continues, next_values, gamma, lam, mask=None):
     return returns
 
 
+def greedy_actions(qs, avail):
+    """Indices [..., n, 1] of the greedy actions among the available ones (``avail`` [..., n, A],
+    0 = unavailable)."""
+    return qs.detach().masked_fill(avail == 0, UNAVAILABLE_Q).argmax(-1, keepdim=True)
+
+
 def greedy_next_qs(live_next_qs, target_next_qs, avail, double_q):
     """Target agents' values [..., n] of the greedy next actions among the available ones
     (``avail`` [..., n, A], 0 = unavailable): picked by the live agents' Qs with double Q,
     else by the target agents' own."""
-    unavailable = avail == 0
     if double_q:
-        greedy = live_next_qs.detach().masked_fill(unavailable, UNAVAILABLE_Q).argmax(-1, keepdim=True)
-        return torch.gather(target_next_qs, -1, greedy).squeeze(-1)
-    return target_next_qs.masked_fill(unavailable, UNAVAILABLE_Q).max(dim=-1)[0]
+        return torch.gather(target_next_qs, -1, greedy_actions(live_next_qs, avail)).squeeze(-1)
+    return target_next_qs.masked_fill(avail == 0, UNAVAILABLE_Q).max(dim=-1)[0]
 
 
 def valid_step_mask(filled, terminated):

@@ -44,11 +44,19 @@ class StateActionEncoder(nn.Module):
         """z_a for the given (one-hot, or joint concatenated one-hot) actions, [..., embed_dim]."""
         return self.g_out(F.elu(self.g_state(z) + self.g_action(actions_onehot)))
 
-    def action_features(self, z):
-        """g's hidden layer for every single action, [..., n_actions, hidden]: z_a = g_out(it).
+    def action_features(self, z, actions=None):
+        """g's hidden layer for every single action, [..., n_actions, hidden] (for the given
+        action indices [..., k] only: [..., k, hidden]): z_a = g_out(it).
         The transposed action weight is added as a dense copy: over a transposed view the result
         is laid out non-contiguously and the layer after it becomes one small product per row."""
-        return F.elu(self.g_state(z).unsqueeze(-2) + self.g_action.weight.t().contiguous())
+        return F.elu(self.g_state(z).unsqueeze(-2) + action_rows(self.g_action, actions))
+
+
+def action_rows(layer, actions=None):
+    """The columns of a linear layer over one-hot actions, one row per action: all of them as a
+    dense [n_actions, out] copy, or those of the action indices [..., k] as [..., k, out]."""
+    rows = layer.weight.t()
+    return rows.contiguous() if actions is None else rows[actions]
 
 
 def frozen_copy(module):
@@ -59,6 +67,8 @@ def frozen_copy(module):
 
 
 class SALEAgent(nn.Module):
+    takes_actions = True  # forward_sequence(..., actions=...): the Q-values of those actions only
+
     def __init__(self, input_shape, args):
         super().__init__()
         self.n_actions = args.n_actions
@@ -102,29 +112,35 @@ class SALEAgent(nn.Module):
         h = self.rnn(x, hidden_state.reshape(-1, self.hidden_dim))
         return self.q_values(h, inputs[..., :self.obs_dim]), h
 
-    def forward_sequence(self, inputs, hidden_state):
-        """All steps: inputs [N, T, input_shape] -> (q [N, T, n_actions], h [N, T, H])."""
+    def forward_sequence(self, inputs, hidden_state, actions=None):
+        """All steps: inputs [N, T, input_shape] -> (q [N, T, n_actions], h [N, T, H]); with
+        action indices [N, T, k], the Q-values of those actions only, [N, T, k]."""
         x = F.relu(self.fc1(inputs))
         h = gru_cell_sequence(self.rnn, x, hidden_state, self.training)
-        return self.q_values(h, inputs[..., :self.obs_dim]), h
+        return self.q_values(h, inputs[..., :self.obs_dim], actions), h
 
-    def q_values(self, h, obs):
-        """Q of every action from the recurrent state and the (fixed or fixed-target) SALE.
+    def q_values(self, h, obs, actions=None):
+        """Q of every action [..., n_actions] from the recurrent state and the (fixed or
+        fixed-target) SALE, or of the action indices [..., k] only, [..., k]: the head runs
+        once per (row, action) it returns, and each value is the one the full head computes.
 
         z_oa = g_out(u_a) is linear in g's hidden layer u_a, so the Q head's z_oa weights are
         folded into g_out: one matmul per (row, action) instead of two, same function."""
         encoder = self.fixed_target_encoder if self.read_target_encoder else self.fixed_encoder
         z_o = encoder.embed(obs)
-        action_features = encoder.action_features(z_o)  # [..., n_actions, sale_hidden]
+        action_features = encoder.action_features(z_o, actions)  # [..., n_actions or k, sale_hidden]
         folded_weight = self.q_state_action.weight @ encoder.g_out.weight
         folded_bias = self.q_state_action(encoder.g_out.bias)
         shared = (self.q_hidden(avg_l1_norm(self.hidden_proj(h))) + self.q_state(z_o)
                   + folded_bias)
         # a dense copy of the transposed [A, q_head_dim] weight: the broadcast add over a
         # transposed view is much slower, and the values are the same
-        per_action = F.linear(action_features, folded_weight) + self.q_action.weight.t().contiguous()
+        per_action = F.linear(action_features, folded_weight) + action_rows(self.q_action, actions)
         q = self.q_out(F.elu(shared.unsqueeze(-2) + per_action)).squeeze(-1)
-        return q if self.q_linear is None else q + self.q_linear(h)
+        if self.q_linear is None:
+            return q
+        linear = self.q_linear(h)
+        return q + (linear if actions is None else torch.gather(linear, -1, actions))
 
     # --- the live encoder, for the learner's SALE loss -------------------------------------------
     def embed(self, obs):
