@@ -38,6 +38,13 @@ def test_update_cost_times_each_learner_given():
     assert row(output, "sale_mb rollout_depth=1 imagination_starts=2")[0] > 0
 
 
+def test_target_head_cost_times_both_heads():
+    output = run_bench("target_head_cost.py", "--batch", "2", "--rounds", "2", "--updates", "1",
+                       "rollout_depth=1")
+    assert row(output, "full target head")[0] > 0 and row(output, "greedy actions only")[0] > 0
+    assert "saved:" in output
+
+
 def test_run_costs_checkpoints_a_full_buffer():
     episodes, seconds, megabytes = row(run_bench("run_costs.py", "checkpoint", "qmix"), "qmix ")
     assert episodes == 5000  # qmix.yaml's buffer_size: the buffer was filled before timing
