@@ -204,6 +204,26 @@ def test_sale_agent_live_encoder_learns_while_q_reads_the_fixed_copy():
     assert not torch.allclose(agent(inputs, hidden)[0], q_before)
 
 
+@pytest.mark.parametrize("q_linear_head", [True, False])
+@pytest.mark.parametrize("read_target_encoder", [False, True])
+def test_q_values_of_given_actions_are_those_of_the_full_head(q_linear_head, read_target_encoder):
+    """q_values(h, obs, actions): for indices [..., k] the full head's values at them, with and
+    without the linear read-out, for either encoder the head reads. Every layer but the last gives
+    the same bits; the last (one output) is a product whose BLAS summation order may depend on the
+    number of rows, so this checks to float32 rounding (on the learner's fixed batches the
+    parameters after three updates are bitwise the full head's: test_sale_mb_previous_path.py)."""
+    torch.manual_seed(0)
+    input_shape = OBS_DIM + N_ACTIONS + N_AGENTS
+    agent = SALEAgent(input_shape, sale_args(q_linear_head=q_linear_head))
+    agent.read_target_encoder = read_target_encoder
+    h, obs = torch.randn(5, 7, agent.hidden_dim), torch.randn(5, 7, OBS_DIM)
+    actions = torch.randint(0, N_ACTIONS, (5, 7, 2))
+    full = agent.q_values(h, obs)
+    given = agent.q_values(h, obs, actions)
+    assert given.shape == (5, 7, 2)
+    torch.testing.assert_close(given, torch.gather(full, -1, actions), rtol=0, atol=1e-6)
+
+
 def test_q_head_reads_fixed_copy_and_target_reads_fixed_target_copy():
     """Perturbing the live encoder moves no Q; the fixed copy moves the live Q only; the fixed
     target copy moves only what read_target_encoder=True returns."""

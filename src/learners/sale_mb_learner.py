@@ -457,8 +457,8 @@ class ClippedAdam:
 def forward_episodes(mac, batch, actions=None):
     """(Q [B, T+1, n, A], hidden [B, T+1, n, H]) over whole episodes: in one sequence pass with a
     MAC that has ``forward_all`` (ours), else step by step through EPyMARL's interface. With
-    action indices [B, T+1, n, k], the Q-values of those actions only, [B, T+1, n, k] (the same
-    values; computed for them alone when the agent ``takes_actions``)."""
+    action indices [B, T+1, n, k], the Q-values of those actions only, [B, T+1, n, k] (computed
+    for them alone when the agent ``takes_actions``)."""
     if hasattr(mac, "forward_all"):
         if actions is not None and getattr(mac.agent, "takes_actions", False):
             return mac.forward_all(batch, return_hidden=True, actions=actions)

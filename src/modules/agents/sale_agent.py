@@ -122,7 +122,8 @@ class SALEAgent(nn.Module):
     def q_values(self, h, obs, actions=None):
         """Q of every action [..., n_actions] from the recurrent state and the (fixed or
         fixed-target) SALE, or of the action indices [..., k] only, [..., k]: the head runs
-        once per (row, action) it returns, and each value is the one the full head computes.
+        once per (row, action) it returns (the same function; only the last layer's sum may
+        round differently for another number of rows).
 
         z_oa = g_out(u_a) is linear in g's hidden layer u_a, so the Q head's z_oa weights are
         folded into g_out: one matmul per (row, action) instead of two, same function."""
