@@ -25,7 +25,7 @@ from modules.agents.sale_agent import StateActionEncoder
 from modules.world_models import REGISTRY as world_model_REGISTRY
 from modules.world_models.rollout_encoder import RolloutEncoder
 from utils.running_mean_std import RunningMeanStd
-from utils.td_utils import UNAVAILABLE_Q, flat_size, masked_mean, symexp, symlog
+from utils.td_utils import flat_size, greedy_actions, masked_mean, symexp, symlog
 
 REWARD_HEAD_TARGETS = ("td", "raw", "symlog", "scaled")
 
@@ -240,7 +240,7 @@ class SALEModelLearner:
 
     def policy_actions(self, qs, avail):
         """Greedy actions under the mask [N, n] (epsilon-random among available with img_epsilon)."""
-        greedy = qs.masked_fill(avail == 0, UNAVAILABLE_Q).argmax(dim=-1)
+        greedy = greedy_actions(qs, avail).squeeze(-1)
         epsilon = self.args.img_epsilon
         if epsilon <= 0:
             return greedy
