@@ -202,6 +202,39 @@ def test_report_command_over_several_result_roots(results, tmp_path, capsys):
     assert "No run of alg qmix; the runs' algs: good, poor, third." in capsys.readouterr().err
 
 
+def test_a_kept_reports_runs_csv_stands_in_for_its_deleted_runs(results, tmp_path, capsys):
+    first = write_report("first", [str(results)], str(tmp_path / "kept"), reps=REPS)
+    # The report's own folder beside its runs: the Sacred runs are read, not its runs.csv as well.
+    write_report("in place", [str(results)], str(results), reps=REPS)
+    assert len(load_runs([str(results)])) == 20
+    shutil.rmtree(results)   # the run folders are gone; the report (runs.csv) is kept
+    other = tmp_path / "new_results"
+    write_run(other, "third", "task_a", 1, 1, STEPS, [0.0, 1.0, 2.0, 3.0, 4.0])
+    out = tmp_path / "combined"
+    assert compare.main(["--report", str(tmp_path / "kept"), str(other), "--out", str(out), f"--reps={REPS}"]) == 0
+    again = write_report("combined", [str(tmp_path / "kept"), str(other)], str(out), reps=REPS)
+    rows = {(row["env"], row["alg"]): row for row in again["rows"]}
+    for row in first["rows"]:   # every seed's final / best / AUC as the first report had them
+        key = (row["env"], row["alg"])
+        assert rows[key]["estimates"] == row["estimates"] and rows[key]["seeds"] == 5
+        assert rows[key]["reached"] == row["reached"] and rows[key]["wall_us_per_step"] == row["wall_us_per_step"]
+    assert rows[("task_a", "third")]["estimates"]["final"]["iqm"][0] == pytest.approx(4.0)
+    assert again["across"]["improvement"] == first["across"]["improvement"]
+    assert again["across"]["aggregates"] == first["across"]["aggregates"]
+    # Only the run with a curve is drawn; the markdown says which groups came from a table.
+    lines = {ax.get_title(): [line.get_label() for line in ax.get_lines()] for ax in again["figures"]["curves"].axes}
+    assert lines == {"task_a": ["third (1 seeds)"], "task_b": []}
+    text = open(out / "report.md").read()
+    assert "no learning curve in curves.png): good on task_a, good on task_b, poor on task_a, poor on task_b." in text
+
+    # A damaged row is skipped with a warning naming the file; the other rows count.
+    kept_csv = tmp_path / "kept" / "runs.csv"
+    rows_text = kept_csv.read_text().splitlines()
+    kept_csv.write_text("\n".join([rows_text[0], rows_text[1].replace(",COMPLETED,", ",COMPLETED,n/a,"), *rows_text[2:]]))
+    with pytest.warns(SkippedRunWarning, match=f"skipped a row of {kept_csv}"):
+        assert len(load_runs([str(tmp_path / "kept")])) == 19
+
+
 EPYMARL = os.environ.get("EPYMARL_DIR", UPSTREAM_EPYMARL)
 
 

@@ -19,12 +19,15 @@ def common_steps(runs, points):
 
 def learning_curves(groups, reps, seed, points=50):
     """One panel per env; per algorithm, the IQM test return over seeds against env steps, with its
-    95% stratified-bootstrap band. `groups`: {(env, alg): [Run]}. Returns the figure."""
+    95% stratified-bootstrap band. `groups`: {(env, alg): [Run]}; runs read from a report's runs.csv
+    have no curve and are left out. Returns the figure."""
     envs = sorted({env for env, _ in groups})
     fig, axes = plt.subplots(1, len(envs), figsize=(5.0 * len(envs), 3.8), squeeze=False)
     for ax, env in zip(axes[0], envs):
         for alg in sorted(alg for e, alg in groups if e == env):
-            runs = groups[(env, alg)]
+            runs = [run for run in groups[(env, alg)] if run.scores is None]
+            if not runs:
+                continue
             steps = common_steps(runs, points)
             curves = np.stack([np.interp(steps, run.steps, run.returns) for run in runs])[:, None, :]
             iqm, low, high = stats.iqm_curves({alg: curves}, reps, seed)[alg]
@@ -35,7 +38,11 @@ def learning_curves(groups, reps, seed, points=50):
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))   # 400k, 1M: long tick labels overlap
         ax.set_ylabel("test return (IQM, 95% CI)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        if ax.get_lines():
+            ax.legend(fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "no learning curves\n(runs read from a report's runs.csv)", ha="center",
+                    va="center", transform=ax.transAxes)
     fig.tight_layout()
     return fig
 

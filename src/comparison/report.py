@@ -118,15 +118,19 @@ def cross_task(groups, reps, seed, baseline=None):
             "aggregates": aggregates, "improvement": stats.probability_of_improvement(pairs, reps, seed)}
 
 
-def markdown(name, rows, across, roots, n_runs):
+def markdown(name, groups, rows, across, roots, n_runs):
     lines = [f"# Comparison: {name}", "",
              f"{n_runs} runs read from {', '.join(f'`{r}`' for r in roots)}. Test return: the greedy test "
              "episodes' mean return; final: the last test of a run, best: its highest, AUC: the area "
              "under its test curve over env steps divided by their span. IQM / mean over seeds with 95% "
-             "stratified-bootstrap intervals (rliable).", "",
-             "| env | alg | seeds | budget (t_max) | last test (env step) | final IQM | final mean | best IQM | "
-             "AUC IQM | wall min / run |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "stratified-bootstrap intervals (rliable).", ""]
+    from_tables = sorted({f"{run.alg} on {run.env}" for runs in groups.values() for run in runs if run.scores})
+    if from_tables:
+        lines += [f"Read from earlier reports' runs.csv (their scores as those reports computed them; no "
+                  f"learning curve in curves.png): {', '.join(from_tables)}.", ""]
+    lines += ["| env | alg | seeds | budget (t_max) | last test (env step) | final IQM | final mean | best IQM | "
+              "AUC IQM | wall min / run |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         est = row["estimates"]
         lines.append(
@@ -224,7 +228,7 @@ def write_report(name, roots, out_dir, metric=None, reps=2000, seed=0, points=50
     paths = {key: os.path.join(out_dir, file) for key, file in
              (("markdown", "report.md"), ("table", "table.csv"), ("runs", "runs.csv"), ("curves", "curves.png"))}
     with open(paths["markdown"], "w") as f:
-        f.write(markdown(name, rows, across, roots, len(runs)))
+        f.write(markdown(name, groups, rows, across, roots, len(runs)))
     write_csv(paths["table"], table_records(rows))
     write_csv(paths["runs"], run_records(groups))
     figures = {"curves": plots.learning_curves(groups, reps, seed, points)}

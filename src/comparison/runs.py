@@ -11,7 +11,12 @@ or was interrupted; a resumed run's wall time includes its earlier attempts (and
 redid after their last checkpoint); its env steps are the highest step any of its metrics logged.
 Runs that remain with one seed (e.g. a finished run started again) all count, with a
 `RepeatedSeedWarning` naming them.
+
+A folder without Sacred runs under it but holding an earlier report's `runs.csv` (its run
+folders moved or deleted, the report kept, e.g. under `docs/results/`) is read from that file: each
+row a run with its final / best / AUC as the report computed them, and no learning curve.
 """
+import csv
 import dataclasses
 import datetime
 import glob
@@ -52,6 +57,7 @@ class Run:
     returns: np.ndarray  # [E] test return at those steps
     wall_s: float
     env_steps: int       # the highest env step any metric of the run logged
+    scores: dict = None  # final / best / auc of a run read from a report's runs.csv (steps, returns: its last test only)
 
     @property
     def sacred_dir(self):
@@ -109,9 +115,33 @@ def _superseded(earlier, later):
     return later.resumed or earlier.status != "COMPLETED"
 
 
+REPORT_RUNS = "runs.csv"
+
+
+def read_report_runs(folder):
+    """The runs an earlier report listed in `folder`/runs.csv (report.run_records' columns)."""
+    path = os.path.join(folder, REPORT_RUNS)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    runs = []
+    for row in rows:
+        try:
+            scores = {name: float(row[name]) for name in ("final", "best", "auc")}
+            runs.append(Run(path=row["path"], alg=row["alg"], env=row["env"], run_id=-1, seed=int(row["seed"]),
+                            status=row["status"], resumed=False, t_max=int(row["t_max"]),
+                            steps=np.array([float(row["steps_reached"])]), returns=np.array([scores["final"]]),
+                            wall_s=float(row["wall_s"]), env_steps=int(row["env_steps"]), scores=scores))
+        except (KeyError, ValueError) as err:
+            warnings.warn(f"skipped a row of {path} ({type(err).__name__}: {err}): {row}", SkippedRunWarning,
+                          stacklevel=2)
+    return runs
+
+
 def load_runs(roots, metric=None):
-    """The usable runs under every root, superseded ones dropped."""
-    runs = [run for root in roots for path in run_folders(root) for run in [read_run(path, metric)] if run]
+    """The usable runs under every root, superseded ones dropped; a root without Sacred runs is read
+    from its report's runs.csv, if it has one."""
+    folders = {root: run_folders(root) for root in roots}
+    runs = [run for root in roots for path in folders[root] for run in [read_run(path, metric)] if run]
     lineages = {}
     for run in sorted(runs, key=lambda r: r.run_id):
         lineages.setdefault((run.sacred_dir, run.seed), []).append(run)
@@ -122,6 +152,8 @@ def load_runs(roots, metric=None):
                 later.wall_s += earlier.wall_s
         kept += [run for run, later in zip(seed_runs, seed_runs[1:]) if not _superseded(run, later)]
         kept.append(seed_runs[-1])
+    kept += [run for root in roots if not folders[root] and os.path.isfile(os.path.join(root, REPORT_RUNS))
+             for run in read_report_runs(root)]
     by_seed = {}
     for run in kept:
         by_seed.setdefault((run.alg, run.env, run.seed), []).append(run.path)

@@ -32,7 +32,10 @@ def interval_estimates(score_dict, func, reps, seed):
 
 def per_seed_scores(run):
     """final (last test), best (highest test) and auc (area under the test curve over its env
-    steps, divided by their span: the average test return across training) of one Run."""
+    steps, divided by their span: the average test return across training) of one Run (as its
+    report computed them, for a run read from a report's runs.csv)."""
+    if run.scores is not None:   # read from a report's runs.csv
+        return dict(run.scores)
     steps, returns = run.steps, run.returns
     span = steps[-1] - steps[0]
     auc = float(np.trapezoid(returns, steps) / span) if span > 0 else float(returns[-1])
