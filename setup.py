@@ -27,7 +27,7 @@ setup(
         "psutil==7.2.2",  # available memory, checked against the replay buffer's size
     ],
     extras_require={
-        "test": ["pytest>=8", "secantusdb==0.7.0b3"],
+        "test": ["pytest>=8", "pytest-xdist==3.8.0", "secantusdb==0.7.0b3"],
         "compare": ["tqdm==4.70.1", "rliable==1.2.0", "arch==7.2.0", "pandas==2.3.3", "scipy==1.17.1",
                     "matplotlib==3.11.2", "seaborn==0.13.2"],
         "ray": ["ray==2.60.0"],

@@ -58,3 +58,12 @@ def mongo_url(tmp_path_factory):
         client.close()
         process.terminate()
         process.wait(timeout=30)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pytest.ini): one worker per core, at most 8.
+
+    Each worker is a process with one torch thread, and many tests start subprocesses of their own (training
+    runs, comparison workers, servers), so more workers than cores only adds contention.
+    """
+    return max(1, min(os.cpu_count() or 1, 8))

@@ -25,6 +25,8 @@ from comparison.runs import RepeatedSeedWarning, SkippedRunWarning, load_runs
 from helpers import REPO_ROOT, UPSTREAM_EPYMARL
 
 REPS = 300
+# The Ray tests run one after another on one pytest-xdist worker: each starts Ray instances sized to the machine.
+RAY_GROUP = pytest.mark.xdist_group("ray")
 
 
 def write_run(root, alg, env, run_id, seed, steps, returns, status="COMPLETED", resume=False, t_max=None,
@@ -514,6 +516,7 @@ def test_signal_to_compare_stops_its_cells_with_a_checkpoint_and_a_second_compar
     assert "qmix__matrix_game__seed2: run" in printed
 
 
+@RAY_GROUP
 def test_signal_to_compare_on_ray_cancels_its_tasks_and_their_cells_save_a_checkpoint(tmp_path):
     """With --ray, SIGTERM to compare.py cancels its Ray tasks: the running cell's task passes SIGTERM
     to its main.py, which saves a checkpoint; the queued cell never starts (each task asks for every
@@ -560,6 +563,7 @@ def local_ray():
     ray.shutdown()
 
 
+@RAY_GROUP
 def test_grid_on_ray_runs_each_cell_as_a_task(tmp_path, local_ray):
     assert compare.main(grid_argv("--name=ray", f"--comparisons-dir={tmp_path}", "--ray")) == 0
     check_four_runs(tmp_path / "ray")
@@ -586,6 +590,7 @@ def ray_processes_under(temp_dir):
     return found
 
 
+@RAY_GROUP
 def test_grid_joins_a_cluster_started_with_ray_start(tmp_path):
     """The README's way: `ray start --head` elsewhere, then compare.py joins it by --ray=ADDRESS or
     RAY_ADDRESS (run as subprocesses: this pytest process may hold its own Ray instance).
