@@ -6,8 +6,10 @@ printed table has its rows and that what must hold whatever the machine does hol
 gives the eager agent's outputs; a full replay buffer holds ``buffer_size`` episodes; the shares of
 a run's wall time add up to the whole).
 """
+import csv
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -138,3 +140,47 @@ def test_interval_margin_counts_the_bootstrap_seeds_where_two_intervals_are_apar
     done = subprocess.run([sys.executable, "bench/interval_margin.py", report, "high", "low"], cwd=REPO_ROOT,
                           capture_output=True, text=True)
     assert done.returncode != 0 and "choose one with --env" in done.stderr
+
+
+def test_archived_cells_restore_as_done_and_a_resumed_grid_runs_only_the_rest(tmp_path, capsys):
+    """A real grid of two cells, both finished; the second is then marked interrupted. Saving archives
+    the done cell's state and Sacred records only (no checkpoints, nothing of the unfinished cell);
+    on a machine without the grid's folder, restoring it makes the grid skip that cell and run the
+    other, and the report reads the archive itself."""
+    import compare
+    from comparison import cells
+
+    argv = ["--configs=qmix", "--env-configs=matrix_game", "--seeds=2", "--name=campaign",
+            f"--comparisons-dir={tmp_path}", "--workers=1", "--no-report", "with", "t_max=400",
+            "test_interval=200", "test_nepisode=4", "batch_size=4", "buffer_size=32", "save_model_interval=200"]
+    assert compare.main(argv) == 0
+    grid_dir, archive = tmp_path / "campaign", tmp_path / "docs" / "runs"
+    first, second = (f"qmix__matrix_game__seed{seed}" for seed in (1, 2))
+    cells.write_state(grid_dir / "cells" / second, dict(cells.read_state(grid_dir / "cells" / second),
+                                                        status="interrupted"))
+
+    def archive_runs(action):
+        done = subprocess.run(["bash", "bench/archive_runs.sh", action, str(grid_dir), str(archive)],
+                              cwd=REPO_ROOT, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "saved 1 done cells" in archive_runs("save")
+    saved = sorted(os.path.relpath(os.path.join(d, f), archive) for d, _, files in os.walk(archive) for f in files)
+    assert saved == [f"cells/{first}/cell.json", *(f"cells/{first}/sacred/qmix/matrix_game/1/{name}.json"
+                                                  for name in ("config", "metrics", "run"))]
+
+    shutil.rmtree(grid_dir)   # a new machine: the grid's folder is gone
+    assert f"restored {first}" in archive_runs("restore")
+    capsys.readouterr()
+    assert compare.main([*argv[:argv.index("with")], "--dry-run", *argv[argv.index("with"):]]) == 0
+    printed = capsys.readouterr().out
+    assert f"{first}: skip (done)" in printed and f"{second}: run" in printed
+    assert compare.main(argv) == 0
+    assert cells.read_state(grid_dir / "cells" / first)["attempt"] == 1   # not run again
+    assert cells.read_state(grid_dir / "cells" / second)["status"] == "done"
+    assert f"keep {first}" in archive_runs("restore")   # a cell already there is left as it is
+
+    written = write_report("campaign", [str(archive)], str(tmp_path / "report"), reps=100)
+    with open(written["paths"]["runs"]) as f:
+        assert [(row["alg"], row["seed"]) for row in csv.DictReader(f)] == [("qmix", "1")]   # the archived run
