@@ -18,6 +18,8 @@ action=$1 live=$2 dest=$3
 case $action in
 save)
     [ -d "$live/cells" ] || { echo "error: no comparison at $live" >&2; exit 1; }
+    mkdir -p "$dest/cells"
+    dest=$(cd "$dest" && pwd)   # absolute: the copies below run from inside the grid's folder
     saved=0
     for cell in "$live"/cells/*/; do
         cell=${cell%/}
@@ -26,7 +28,7 @@ save)
         mkdir -p "$dest/cells/$id"
         cp "$cell/cell.json" "$dest/cells/$id/"
         (cd "$live/cells" && find "$id/sacred" -regextype posix-extended \
-            -regex '.*/[0-9]+/(config|run|metrics)\.json' -exec cp --parents {} "$dest/cells/" \;)
+            -regex '.*/[0-9]+/(config|run|metrics)\.json' -exec cp --parents -t "$dest/cells/" {} +)
         saved=$((saved + 1))
     done
     echo "saved $saved done cells of $live into $dest/cells"

@@ -160,7 +160,8 @@ def test_archived_cells_restore_as_done_and_a_resumed_grid_runs_only_the_rest(tm
                                                         status="interrupted"))
 
     def archive_runs(action):
-        done = subprocess.run(["bash", "bench/archive_runs.sh", action, str(grid_dir), str(archive)],
+        done = subprocess.run(["bash", "bench/archive_runs.sh", action, str(grid_dir),
+                               os.path.relpath(archive, REPO_ROOT)],   # relative, as a user gives it
                               cwd=REPO_ROOT, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         return done.stdout
