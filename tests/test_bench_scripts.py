@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 
+import compare
+from comparison import cells
 from comparison.report import write_report
 from helpers import REPO_ROOT
 from test_comparison import write_run
@@ -147,9 +149,6 @@ def test_archived_cells_restore_as_done_and_a_resumed_grid_runs_only_the_rest(tm
     the done cell's state and Sacred records only (no checkpoints, nothing of the unfinished cell);
     on a machine without the grid's folder, restoring it makes the grid skip that cell and run the
     other, and the report reads the archive itself."""
-    import compare
-    from comparison import cells
-
     argv = ["--configs=qmix", "--env-configs=matrix_game", "--seeds=2", "--name=campaign",
             f"--comparisons-dir={tmp_path}", "--workers=1", "--no-report", "with", "t_max=400",
             "test_interval=200", "test_nepisode=4", "batch_size=4", "buffer_size=32", "save_model_interval=200"]
