@@ -431,6 +431,10 @@ def test_extend_takes_finished_cells_on_to_a_raised_budget_from_their_final_chec
     assert compare.main(argv(1200, "--extend", "--dry-run")) == 0
     assert "qmix__matrix_game__seed1: resume" in capsys.readouterr().out
     assert compare.main(argv(1200, "--extend")) == 0
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("grow:")]
+    # The cell being extended reads done until it starts: the progress counts it as queued, at its steps.
+    assert "cells: 0/1 done" in progress[0] and "100%" not in progress[0]
+    assert "cells: 1/1 done" in progress[-1] and "100%" in progress[-1]
     state = cells.read_state(cell)
     assert state["status"] == "done" and state["attempt"] == 2
     assert "resume=True" in state["command"] and f"checkpoint_path={final[1]}" in state["command"]

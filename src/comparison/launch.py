@@ -70,7 +70,7 @@ def run_grid(grid, grid_dir, run_cells, retry_failed=False, dry_run=False, exten
                 cells.write_state(folder, dict(state, status="interrupted"))
             jobs.append((cell.cell_id, folder, detail))
 
-    progress = GridProgress(grid_cells, folders, grid.name)
+    progress = GridProgress(grid_cells, folders, grid.name, queued=[folder for _, folder, _ in jobs])
     failed = False
     for state in run_cells(jobs, progress.refresh):
         if state["status"] == "failed":

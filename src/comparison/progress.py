@@ -11,8 +11,11 @@ from comparison import cells
 
 
 class GridProgress:
-    def __init__(self, grid_cells, folders, name, interval_s=30.0):
+    def __init__(self, grid_cells, folders, name, queued=(), interval_s=30.0):
         self.cells = list(zip(grid_cells, folders))
+        # The cells this invocation runs, by the attempt their state was at: until a new attempt
+        # starts, such a cell is queued, even one that still reads done (it is being extended).
+        self.attempt_before = {folder: (cells.read_state(folder) or {}).get("attempt", 0) for folder in queued}
         self.name = name
         self.interval_s = interval_s
         self.total = sum(cell.t_max for cell in grid_cells)
@@ -27,7 +30,13 @@ class GridProgress:
         self.refresh()
 
     def _statuses(self):
-        return [(cells.read_state(folder) or {}).get("status") for _, folder in self.cells]
+        return [self._status(folder) for _, folder in self.cells]
+
+    def _status(self, folder):
+        state = cells.read_state(folder) or {}
+        if state.get("attempt", 0) <= self.attempt_before.get(folder, -1):
+            return None   # queued
+        return state.get("status")
 
     def _steps(self, statuses):
         """A finished cell counts its whole budget; others the newest step their run logged."""
