@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
+
 import compare
 from comparison import cells
 from comparison.report import write_report
@@ -142,6 +144,44 @@ def test_interval_margin_counts_the_bootstrap_seeds_where_two_intervals_are_apar
     done = subprocess.run([sys.executable, "bench/interval_margin.py", report, "high", "low"], cwd=REPO_ROOT,
                           capture_output=True, text=True)
     assert done.returncode != 0 and "choose one with --env" in done.stderr
+
+
+def test_seeds_needed_finds_more_seeds_part_a_modest_gap_and_uses_the_reports_interval(tmp_path):
+    """Known finals: groups far apart are apart in every imagined confirmation; a modest gap inside
+    a wide spread is parted far more often by 60 seeds than by 4; identical groups almost never.
+    The batched interval it uses is the report's (rliable's) interval for one task."""
+    finals = {"high": [0.80, 0.85, 0.90, 0.95, 0.99], "low": [0.01, 0.02, 0.03, 0.04, 0.05],
+              "same": [0.05, 0.04, 0.03, 0.02, 0.01],
+              "up": [0.15, 0.25, 0.35, 0.45, 0.55], "down": [0.0, 0.1, 0.2, 0.3, 0.4]}
+    steps = [0, 100000, 200000]
+    run_id = 0
+    for alg, values in finals.items():
+        for seed, final in enumerate(values, start=1):
+            run_id += 1
+            write_run(tmp_path / "results", alg, "task", run_id, seed, steps, [0.0, 0.0, final])
+    report = str(tmp_path / "report")
+    write_report("needed", [str(tmp_path / "results")], report, reps=300)
+
+    def chances(a, b):
+        output = run_bench("seeds_needed.py", report, a, b, "--n", "4", "60", "--sims", "200", "--reps", "300")
+        return row(output, "n    4:")[2], row(output, "n   60:")[2]
+
+    assert chances("high", "low") == (1.0, 1.0)
+    few, many = chances("up", "down")
+    assert many > few + 0.5, (few, many)
+    assert max(chances("same", "low")) <= 0.05
+
+    sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
+    try:
+        import seeds_needed
+    finally:
+        sys.path.remove(os.path.join(REPO_ROOT, "bench"))
+    from comparison import stats
+    scores = np.array(finals["up"] + finals["high"])
+    low, high = seeds_needed.intervals(scores[None, :], "iqm", 5000, np.random.default_rng(0))
+    _, rliable_low, rliable_high = stats.iqm_and_mean({"x": scores[:, None]}, 5000, 0)["x"]["iqm"]
+    assert abs(low[0] - rliable_low) < 0.03 and abs(high[0] - rliable_high) < 0.03, \
+        (low, high, rliable_low, rliable_high)
 
 
 def test_archived_cells_restore_as_done_and_a_resumed_grid_runs_only_the_rest(tmp_path, capsys):
