@@ -2,7 +2,7 @@
 each number of seeds per algorithm, if each algorithm's seeds behave like the ones already measured.
 
     python bench/seeds_needed.py REPORT sale_mb qmix_gru [--env ENV] [--score final] [--aggregate iqm]
-        [--n 10 20 30 40] [--sims 400] [--reps 2000] [--seed 0]
+        [--n 10 20 30 40] [--sims 2000] [--reps 2000] [--seed 0] [--shift 0.01]
 
 Reads a report's per-seed `runs.csv` (as bench/interval_margin.py does). For each n, it draws `--sims`
 imagined confirmations: n scores of A and n of B, each drawn with replacement from that algorithm's
@@ -12,7 +12,9 @@ of the aggregate over runs (for one task, the interval the report's stratified b
 from `scipy.stats.bootstrap`, batched over the draws, as rliable's one call per interval would take
 hours). It prints the share of draws where the
 intervals are apart, with its 95% Wilson interval. The estimate is only as good as the measured seeds:
-a few seeds describe a distribution's tails poorly, so read it from more than one set of them.
+a few seeds describe a distribution's tails poorly, so read it from more than one set of them. It also
+takes the measured gap for the true one; `--shift D` subtracts D from each of A's scores, to show how
+the chance falls if the true gap is smaller.
 """
 import argparse
 import os
@@ -57,10 +59,11 @@ def main():
     parser.add_argument("--sims", type=int, default=2000, help="imagined confirmations for each n")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap replications of each interval")
     parser.add_argument("--seed", type=int, default=0, help="seeds the draws")
+    parser.add_argument("--shift", type=float, default=0.0, help="subtracted from each of A's scores")
     options = parser.parse_args()
     if min(options.n) < 2 or options.sims < 1:
         parser.error("--n needs at least 2 seeds and --sims at least 1 draw")
-    scores_a = per_seed_scores(options.report, options.a, options.score, options.env)[:, 0]
+    scores_a = per_seed_scores(options.report, options.a, options.score, options.env)[:, 0] - options.shift
     scores_b = per_seed_scores(options.report, options.b, options.score, options.env)[:, 0]
     print(f"{options.aggregate} of {options.score}, drawn from {len(scores_a)} measured {options.a} seeds "
           f"(mean {scores_a.mean():.3f}) and {len(scores_b)} {options.b} seeds (mean {scores_b.mean():.3f}); "

@@ -147,7 +147,8 @@ def test_interval_margin_counts_the_bootstrap_seeds_where_two_intervals_are_apar
 
 
 def test_seeds_needed_finds_more_seeds_part_a_modest_gap_and_uses_the_reports_interval(tmp_path):
-    """Known finals: groups far apart are apart in every imagined confirmation; a modest gap inside
+    """Known finals: groups far apart are apart in every imagined confirmation (in none once the
+    upper one is shifted below the other); a modest gap inside
     a wide spread is parted far more often by 60 seeds than by 4; identical groups almost never.
     The batched interval it uses is the report's (rliable's) interval for one task."""
     finals = {"high": [0.80, 0.85, 0.90, 0.95, 0.99], "low": [0.01, 0.02, 0.03, 0.04, 0.05],
@@ -162,11 +163,13 @@ def test_seeds_needed_finds_more_seeds_part_a_modest_gap_and_uses_the_reports_in
     report = str(tmp_path / "report")
     write_report("needed", [str(tmp_path / "results")], report, reps=300)
 
-    def chances(a, b):
-        output = run_bench("seeds_needed.py", report, a, b, "--n", "4", "60", "--sims", "200", "--reps", "300")
+    def chances(a, b, *shift):
+        output = run_bench("seeds_needed.py", report, a, b, "--n", "4", "60", "--sims", "200", "--reps", "300",
+                           *shift)
         return row(output, "n    4:")[2], row(output, "n   60:")[2]
 
     assert chances("high", "low") == (1.0, 1.0)
+    assert chances("high", "low", "--shift", "0.9") == (0.0, 0.0)   # shifted below "low"
     few, many = chances("up", "down")
     assert many > few + 0.5, (few, many)
     assert max(chances("same", "low")) <= 0.05
