@@ -49,14 +49,19 @@ def gaps(scores_a, scores_b, aggregate, reps, seeds):
     return np.array(out)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_pair_arguments(parser):
+    """The report, the two algorithms and the score compared: what this script and seeds_needed.py ask."""
     parser.add_argument("report", help="a report folder (compare.py --report ... --out DIR)")
     parser.add_argument("a", help="the algorithm expected above")
     parser.add_argument("b", help="the algorithm expected below")
     parser.add_argument("--score", default="final", choices=["final", "best", "auc"])
     parser.add_argument("--aggregate", default="iqm", choices=["iqm", "mean"])
     parser.add_argument("--env", help="the env, when the report holds several")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_pair_arguments(parser)
     parser.add_argument("--seeds", type=int, default=20, help="bootstrap seeds 0..N-1")
     parser.add_argument("--reps", type=int, nargs="+", default=[2000, 10000], help="bootstrap replications")
     options = parser.parse_args()

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import numpy as np  # noqa: E402
 from scipy.stats import binomtest, bootstrap, trim_mean  # noqa: E402
 
-from interval_margin import per_seed_scores  # noqa: E402
+from interval_margin import add_pair_arguments, per_seed_scores  # noqa: E402
 
 
 AGGREGATES = {"iqm": lambda s, axis: trim_mean(s, 0.25, axis=axis),   # rliable's aggregate_iqm
@@ -48,12 +48,7 @@ def chance_apart(scores_a, scores_b, n, sims, reps, aggregate, rng):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("report", help="a report folder (compare.py --report ... --out DIR)")
-    parser.add_argument("a", help="the algorithm expected above")
-    parser.add_argument("b", help="the algorithm expected below")
-    parser.add_argument("--score", default="final", choices=["final", "best", "auc"])
-    parser.add_argument("--aggregate", default="iqm", choices=["iqm", "mean"])
-    parser.add_argument("--env", help="the env, when the report holds several")
+    add_pair_arguments(parser)
     parser.add_argument("--n", type=int, nargs="+", default=[10, 20, 30, 40, 50, 60],
                         help="seeds per algorithm in the imagined confirmation")
     parser.add_argument("--sims", type=int, default=2000, help="imagined confirmations for each n")

@@ -121,25 +121,31 @@ def test_ab_decision_applies_the_rule_of_docs_method(tmp_path):
             "not_started pending)") in output
 
 
-def test_interval_margin_counts_the_bootstrap_seeds_where_two_intervals_are_apart(tmp_path):
-    """Known finals: a group far above another is apart at every bootstrap seed (a positive gap),
-    a group level with another at none (a negative gap); a report with several envs needs --env."""
-    finals = {"high": [0.80, 0.85, 0.90, 0.95, 0.99], "low": [0.01, 0.02, 0.03, 0.04, 0.05],
-              "level": [0.02, 0.01, 0.05, 0.03, 0.04]}
+def report_of_finals(tmp_path, finals):
+    """A report of runs on one task whose last test returns are `finals` ({alg: [per seed]}):
+    (its folder, the last run id used)."""
     steps = [0, 100000, 200000]
     run_id = 0
     for alg, values in finals.items():
         for seed, final in enumerate(values, start=1):
             run_id += 1
             write_run(tmp_path / "results", alg, "task", run_id, seed, steps, [0.0, 0.0, final])
-    write_report("margin", [str(tmp_path / "results")], str(tmp_path / "report"), reps=300)
-    report = str(tmp_path / "report")
+    write_report("finals", [str(tmp_path / "results")], str(tmp_path / "report"), reps=300)
+    return str(tmp_path / "report"), run_id
+
+
+def test_interval_margin_counts_the_bootstrap_seeds_where_two_intervals_are_apart(tmp_path):
+    """Known finals: a group far above another is apart at every bootstrap seed (a positive gap),
+    a group level with another at none (a negative gap); a report with several envs needs --env."""
+    finals = {"high": [0.80, 0.85, 0.90, 0.95, 0.99], "low": [0.01, 0.02, 0.03, 0.04, 0.05],
+              "level": [0.02, 0.01, 0.05, 0.03, 0.04]}
+    report, run_id = report_of_finals(tmp_path, finals)
     apart = run_bench("interval_margin.py", report, "high", "low", "--seeds", "4", "--reps", "300")
     assert row(apart, "reps    300: gap min")[0] > 0 and "apart in 4 of 4" in apart, apart
     level = run_bench("interval_margin.py", report, "level", "low", "--seeds", "4", "--reps", "300")
     assert row(level, "reps    300: gap min")[0] < 0 and "apart in 0 of 4" in level, level
 
-    write_run(tmp_path / "results", "high", "other_task", run_id + 1, 1, steps, [0.0, 0.0, 0.5])
+    write_run(tmp_path / "results", "high", "other_task", run_id + 1, 1, [0, 100000, 200000], [0.0, 0.0, 0.5])
     write_report("margin", [str(tmp_path / "results")], report, reps=300)
     done = subprocess.run([sys.executable, "bench/interval_margin.py", report, "high", "low"], cwd=REPO_ROOT,
                           capture_output=True, text=True)
@@ -154,14 +160,7 @@ def test_seeds_needed_finds_more_seeds_part_a_modest_gap_and_uses_the_reports_in
     finals = {"high": [0.80, 0.85, 0.90, 0.95, 0.99], "low": [0.01, 0.02, 0.03, 0.04, 0.05],
               "same": [0.05, 0.04, 0.03, 0.02, 0.01],
               "up": [0.15, 0.25, 0.35, 0.45, 0.55], "down": [0.0, 0.1, 0.2, 0.3, 0.4]}
-    steps = [0, 100000, 200000]
-    run_id = 0
-    for alg, values in finals.items():
-        for seed, final in enumerate(values, start=1):
-            run_id += 1
-            write_run(tmp_path / "results", alg, "task", run_id, seed, steps, [0.0, 0.0, final])
-    report = str(tmp_path / "report")
-    write_report("needed", [str(tmp_path / "results")], report, reps=300)
+    report, _ = report_of_finals(tmp_path, finals)
 
     def chances(a, b, *shift):
         output = run_bench("seeds_needed.py", report, a, b, "--n", "4", "60", "--sims", "200", "--reps", "300",
