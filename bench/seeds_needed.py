@@ -10,22 +10,17 @@ measured per-seed scores (the measured seeds stand in for the population of seed
 rule the confirmations use: A's low end above B's high end, each a 95% percentile-bootstrap interval
 of the aggregate over runs (for one task, the interval the report's stratified bootstrap gives; here
 from `scipy.stats.bootstrap`, batched over the draws, as rliable's one call per interval would take
-hours). It prints the share of draws where the
-intervals are apart, with its 95% Wilson interval. The estimate is only as good as the measured seeds:
+hours). It prints the share of draws where the intervals are apart, with its 95% Wilson interval. The estimate is only as good as the measured seeds:
 a few seeds describe a distribution's tails poorly, so read it from more than one set of them. It also
 takes the measured gap for the true one; `--shift D` subtracts D from each of A's scores, to show how
 the chance falls if the true gap is smaller.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+import numpy as np
+from scipy.stats import binomtest, bootstrap, trim_mean
 
-import numpy as np  # noqa: E402
-from scipy.stats import binomtest, bootstrap, trim_mean  # noqa: E402
-
-from interval_margin import add_pair_arguments, per_seed_scores  # noqa: E402
+from interval_margin import add_pair_arguments, per_seed_scores   # puts src/ on the path
 
 
 AGGREGATES = {"iqm": lambda s, axis: trim_mean(s, 0.25, axis=axis),   # rliable's aggregate_iqm
@@ -63,12 +58,11 @@ def main():
     print(f"{options.aggregate} of {options.score}, drawn from {len(scores_a)} measured {options.a} seeds "
           f"(mean {scores_a.mean():.3f}) and {len(scores_b)} {options.b} seeds (mean {scores_b.mean():.3f}); "
           f"{options.sims} draws per n, {options.reps} bootstrap replications")
-    rng = np.random.default_rng(options.seed)
-    for n in options.n:
+    for n in options.n:   # draws seeded by (--seed, n): each n's figure is the same whichever others are asked
+        rng = np.random.default_rng([options.seed, n])
         apart = chance_apart(scores_a, scores_b, n, options.sims, options.reps, options.aggregate, rng)
-        sims = options.sims
-        ci = binomtest(apart, sims).proportion_ci(confidence_level=0.95, method="wilson")
-        print(f"n {n:4d}: apart in {apart:4d} of {sims} draws, chance {apart / sims:.2f} "
+        ci = binomtest(apart, options.sims).proportion_ci(confidence_level=0.95, method="wilson")
+        print(f"n {n:4d}: apart in {apart:4d} of {options.sims} draws, chance {apart / options.sims:.2f} "
               f"[{ci.low:.2f}, {ci.high:.2f}]", flush=True)
 
 
