@@ -168,7 +168,7 @@ def test_seeds_needed_finds_more_seeds_part_a_modest_gap_and_uses_the_reports_in
         return row(output, "n    4:")[2], row(output, "n   60:")[2]
 
     assert chances("high", "low") == (1.0, 1.0)
-    assert chances("high", "low", "--shift", "0.9") == (0.0, 0.0)   # shifted below "low"
+    assert chances("high", "low", "--shift", "1.0") == (0.0, 0.0)   # every one below "low"
     few, many = chances("up", "down")
     assert many > few + 0.5, (few, many)
     assert max(chances("same", "low")) <= 0.05
