@@ -153,10 +153,10 @@ def test_interval_margin_counts_the_bootstrap_seeds_where_two_intervals_are_apar
 
 
 def test_seeds_needed_finds_more_seeds_part_a_modest_gap_and_uses_the_reports_interval(tmp_path):
-    """Known finals: groups far apart are apart in every imagined confirmation (in none once the
-    upper one is shifted below the other); a modest gap inside
-    a wide spread is parted far more often by 60 seeds than by 4; identical groups almost never.
-    The batched interval it uses is the report's (rliable's) interval for one task."""
+    """Known finals: a modest gap inside a wide spread is parted far more often by 60 seeds than by 4;
+    groups far apart are apart in every imagined confirmation (in none once the upper one is shifted
+    wholly below the other), identical groups almost never. Its batched interval is the report's
+    (rliable's) interval for one task."""
     finals = {"high": [0.80, 0.85, 0.90, 0.95, 0.99], "low": [0.01, 0.02, 0.03, 0.04, 0.05],
               "same": [0.05, 0.04, 0.03, 0.02, 0.01],
               "up": [0.15, 0.25, 0.35, 0.45, 0.55], "down": [0.0, 0.1, 0.2, 0.3, 0.4]}
@@ -167,21 +167,25 @@ def test_seeds_needed_finds_more_seeds_part_a_modest_gap_and_uses_the_reports_in
                            *shift)
         return row(output, "n    4:")[2], row(output, "n   60:")[2]
 
-    assert chances("high", "low") == (1.0, 1.0)
-    assert chances("high", "low", "--shift", "1.0") == (0.0, 0.0)   # every one below "low"
     few, many = chances("up", "down")
     assert many > few + 0.5, (few, many)
-    assert max(chances("same", "low")) <= 0.05
+    assert chances("high", "low", "--shift", "1.0") == (0.0, 0.0)   # every one below "low"
 
     sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
     try:
         import seeds_needed
     finally:
         sys.path.remove(os.path.join(REPO_ROOT, "bench"))
+    rng = np.random.default_rng(0)
+    scores = {alg: np.array(values) for alg, values in finals.items()}
+    for n in (4, 60):
+        assert seeds_needed.chance_apart(scores["high"], scores["low"], n, 200, 300, "iqm", rng) == 200
+        assert seeds_needed.chance_apart(scores["same"], scores["low"], n, 200, 300, "iqm", rng) <= 10
+
     from comparison import stats
-    scores = np.array(finals["up"] + finals["high"])
-    low, high = seeds_needed.intervals(scores[None, :], "iqm", 5000, np.random.default_rng(0))
-    _, rliable_low, rliable_high = stats.iqm_and_mean({"x": scores[:, None]}, 5000, 0)["x"]["iqm"]
+    both = np.concatenate([scores["up"], scores["high"]])
+    low, high = seeds_needed.intervals(both[None, :], "iqm", 5000, rng)
+    _, rliable_low, rliable_high = stats.iqm_and_mean({"x": both[:, None]}, 5000, 0)["x"]["iqm"]
     assert abs(low[0] - rliable_low) < 0.03 and abs(high[0] - rliable_high) < 0.03, \
         (low, high, rliable_low, rliable_high)
 
