@@ -10,10 +10,11 @@ measured per-seed scores (the measured seeds stand in for the population of seed
 rule the confirmations use: A's low end above B's high end, each a 95% percentile-bootstrap interval
 of the aggregate over runs (for one task, the interval the report's stratified bootstrap gives; here
 from `scipy.stats.bootstrap`, batched over the draws, as rliable's one call per interval would take
-hours). It prints the share of draws where the intervals are apart, with its 95% Wilson interval. The estimate is only as good as the measured seeds:
-a few seeds describe a distribution's tails poorly, so read it from more than one set of them. It also
-takes the measured gap for the true one; `--shift D` subtracts D from each of A's scores, to show how
-the chance falls if the true gap is smaller.
+hours). It prints the share of draws where the intervals are apart, with its 95% Wilson interval.
+
+The estimate is only as good as the measured seeds: a few seeds describe a distribution's tails
+poorly, so read it from more than one set of them. It also takes the measured gap for the true one;
+`--shift D` subtracts D from each of A's scores, to show how the chance falls if the true gap is smaller.
 """
 import argparse
 
